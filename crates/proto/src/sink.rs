@@ -1,0 +1,774 @@
+//! The sink state machine: the side that receives records and creates files
+//! (OpenSSH `sink()`, spec §3.2). Sans-IO: it never touches a file or a socket.
+//!
+//! # Contract
+//!
+//! The driver owns the byte stream and the filesystem. It calls, in a loop:
+//!
+//! 1. [`Sink::poll_transmit`] and writes what it got to the peer (the first call
+//!    yields the ready `\0`; the sink speaks first);
+//! 2. [`Sink::poll_event`] until it returns `None`, and acts on each event:
+//!    - [`SinkEvent::EnterDir`]: create or enter the directory, then answer with
+//!      [`Sink::dir_entered`];
+//!    - [`SinkEvent::File`]: open the destination, answer with [`Sink::file_opened`];
+//!      on success copy exactly `size` payload bytes from the stream to the file
+//!      (payload never passes through this machine), then call
+//!      [`Sink::payload_received`];
+//!    - [`SinkEvent::FileStatus`]: finish the file (times, mode, rename) and answer
+//!      with [`Sink::file_done`];
+//!    - [`SinkEvent::LeaveDir`]: apply the directory's deferred times and mode;
+//!    - [`SinkEvent::Warning`]: show the peer's message (it is already counted);
+//!    - [`SinkEvent::Finished`]: the session is over;
+//! 3. when [`Sink::wants_input`] is true, [`Sink::handle_input`] with the bytes it
+//!    has buffered (it consumes at most one record and returns how many bytes), or
+//!    [`Sink::handle_eof`] when the stream has ended.
+//!
+//! On a [`SinkError`] the driver still flushes [`Sink::poll_transmit`] (the error
+//! reply for the peer is queued there) and then stops.
+//!
+//! Rules kept here: one reply per record and exactly one final reply per file; a
+//! `\1` from the peer is counted and the copy goes on; `D` without `-r` is an
+//! error; `E` must balance a `D`; nesting is bounded; a `T` binds to the very next
+//! record, which must be a `C` or `D`; top-level names must pass the
+//! [`NameFilter`] when one is set (CVE-2019-6111).
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::filter::NameFilter;
+use crate::message::{FileHeader, Message, Times};
+use crate::wire::{self, Incoming, Reply, WireError};
+
+/// How deep directories may nest before the sink refuses (a hostile source could
+/// otherwise recurse until a path no longer fits).
+pub const DEFAULT_MAX_DEPTH: usize = 512;
+
+/// Settings for one sink session.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// `-r`: accept `D` records.
+    pub recursive: bool,
+    /// Names the sink accepts at the top level; `None` accepts any safe name (a
+    /// remote sink, or `-T`).
+    pub filter: Option<NameFilter>,
+    pub max_depth: usize,
+}
+
+impl SinkConfig {
+    pub fn new(recursive: bool) -> SinkConfig {
+        SinkConfig {
+            recursive,
+            filter: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// What the driver must do next. See the module documentation for the answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkEvent {
+    EnterDir {
+        header: FileHeader,
+        times: Option<Times>,
+    },
+    LeaveDir,
+    File {
+        header: FileHeader,
+        times: Option<Times>,
+    },
+    /// The source's status byte after the payload: `Some(text)` if it reported a
+    /// read error (its data was padded, see spec §3.1).
+    FileStatus {
+        source_error: Option<Vec<u8>>,
+    },
+    Warning(Vec<u8>),
+    Finished,
+}
+
+/// Why a sink session ended early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// The peer broke the protocol. An error reply is queued for it.
+    PeerMisbehaved(WireError),
+    /// The peer's first line was plain text (a shell message or banner, the rcp
+    /// convention). It is queued back to the peer as an error reply.
+    ShellMessage(Vec<u8>),
+    /// The peer sent a fatal error (`\2`).
+    PeerFatal(Vec<u8>),
+    /// The stream ended inside a file or a directory.
+    LostConnection,
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::PeerMisbehaved(e) => e.fmt(f),
+            SinkError::ShellMessage(text) | SinkError::PeerFatal(text) => {
+                f.write_str(&crate::display::escape(text))
+            }
+            SinkError::LostConnection => f.write_str("lost connection"),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Expecting a record; `first` while nothing was read at this directory level.
+    Records {
+        first: bool,
+    },
+    AwaitDirEntered,
+    AwaitFileOpened {
+        size: u64,
+    },
+    Payload,
+    Status,
+    AwaitFileDone,
+    Finished,
+    Failed,
+}
+
+/// The sink side of one SCP session. See the module documentation for the contract.
+#[derive(Debug)]
+pub struct Sink {
+    config: SinkConfig,
+    state: State,
+    depth: usize,
+    /// `Some(times)` after a `T`; `Some(None)` after one whose times were out of range.
+    pending_times: Option<Option<Times>>,
+    transmit: Vec<u8>,
+    events: VecDeque<SinkEvent>,
+    errors: u32,
+}
+
+impl Sink {
+    /// Starts a session; the ready `\0` is queued for transmission.
+    pub fn new(config: SinkConfig) -> Sink {
+        Sink {
+            config,
+            state: State::Records { first: true },
+            depth: 0,
+            pending_times: None,
+            transmit: vec![0],
+            events: VecDeque::new(),
+            errors: 0,
+        }
+    }
+
+    /// Output: moves the bytes to send to the peer into `out`.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.transmit);
+    }
+
+    /// Output: the next thing the driver must do.
+    pub fn poll_event(&mut self) -> Option<SinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// True when the machine needs bytes from the peer to go on.
+    pub fn wants_input(&self) -> bool {
+        self.events.is_empty() && matches!(self.state, State::Records { .. } | State::Status)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Errors counted so far: `\1` messages received and error replies sent.
+    pub fn error_count(&self) -> u32 {
+        self.errors
+    }
+
+    /// Current directory nesting below the target.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Input: bytes from the peer. Consumes at most one record or status reply and
+    /// returns how many bytes it took (0 if `data` does not hold a whole one yet).
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, SinkError> {
+        match self.state {
+            State::Records { first } => self.handle_record(data, first),
+            State::Status => self.handle_status(data),
+            _ => Ok(0),
+        }
+    }
+
+    /// Input: the peer closed the stream.
+    pub fn handle_eof(&mut self) -> Result<(), SinkError> {
+        match self.state {
+            State::Records { .. } if self.depth == 0 && self.pending_times.is_none() => {
+                self.state = State::Finished;
+                self.events.push_back(SinkEvent::Finished);
+                Ok(())
+            }
+            State::Finished | State::Failed => Ok(()),
+            _ => self.fail(SinkError::LostConnection),
+        }
+    }
+
+    /// Answer to [`SinkEvent::EnterDir`]: `Err(text)` refuses the directory with
+    /// `\1scp: <text>` and the source skips it.
+    pub fn dir_entered(&mut self, result: Result<(), String>) {
+        if self.state != State::AwaitDirEntered {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.depth += 1;
+                self.transmit.push(0);
+                self.state = State::Records { first: true };
+            }
+            Err(text) => {
+                self.reply_error(&text);
+                self.state = State::Records { first: false };
+            }
+        }
+    }
+
+    /// Answer to [`SinkEvent::File`]: on `Ok` the payload follows; `Err(text)`
+    /// refuses the file and the source sends no data.
+    pub fn file_opened(&mut self, result: Result<(), String>) {
+        let State::AwaitFileOpened { size: _ } = self.state else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.transmit.push(0);
+                self.state = State::Payload;
+            }
+            Err(text) => {
+                self.reply_error(&text);
+                self.state = State::Records { first: false };
+            }
+        }
+    }
+
+    /// The driver has copied the whole payload; the source's status byte is next.
+    pub fn payload_received(&mut self) {
+        if self.state == State::Payload {
+            self.state = State::Status;
+        }
+    }
+
+    /// Answer to [`SinkEvent::FileStatus`]: the file's one final reply.
+    pub fn file_done(&mut self, result: Result<(), String>) {
+        if self.state != State::AwaitFileDone {
+            return;
+        }
+        match result {
+            Ok(()) => self.transmit.push(0),
+            Err(text) => self.reply_error(&text),
+        }
+        self.state = State::Records { first: false };
+    }
+
+    fn handle_record(&mut self, data: &[u8], first: bool) -> Result<usize, SinkError> {
+        let (incoming, used) = match wire::decode_record(data) {
+            Ok(Some(item)) => item,
+            Ok(None) => return Ok(0),
+            Err(e) => return self.misbehaved(e),
+        };
+        self.state = State::Records { first: false };
+        match incoming {
+            Incoming::Warning(text) => {
+                self.errors += 1;
+                self.events.push_back(SinkEvent::Warning(text));
+            }
+            Incoming::Fatal(text) => return self.fail(SinkError::PeerFatal(text)),
+            Incoming::Unrecognized(line) if first && self.pending_times.is_none() => {
+                // The rcp convention: a first line that is no record is a message
+                // from the remote shell (e.g. csh's "No match.").
+                wire::encode_error(&crate::display::escape(&line), &mut self.transmit);
+                return self.fail(SinkError::ShellMessage(line));
+            }
+            Incoming::Unrecognized(_) => {
+                return self.misbehaved(WireError::Protocol("expected control record"));
+            }
+            Incoming::Record(Message::Times(times)) => self.times(Some(times))?,
+            Incoming::TimesOutOfRange => self.times(None)?,
+            Incoming::Record(Message::EndDir) => self.end_dir()?,
+            Incoming::Record(Message::File(header)) => {
+                self.check_name(&header)?;
+                let times = self.pending_times.take().flatten();
+                self.state = State::AwaitFileOpened { size: header.size };
+                self.events.push_back(SinkEvent::File { header, times });
+            }
+            Incoming::Record(Message::Dir(header)) => {
+                self.check_name(&header)?;
+                if !self.config.recursive {
+                    return self.misbehaved(WireError::Protocol("received directory without -r"));
+                }
+                if self.depth >= self.config.max_depth {
+                    return self.misbehaved(WireError::Protocol("directories nested too deeply"));
+                }
+                let times = self.pending_times.take().flatten();
+                self.state = State::AwaitDirEntered;
+                self.events.push_back(SinkEvent::EnterDir { header, times });
+            }
+        }
+        Ok(used)
+    }
+
+    fn times(&mut self, times: Option<Times>) -> Result<(), SinkError> {
+        if self.pending_times.is_some() {
+            return self.misbehaved(WireError::Protocol(
+                "times not followed by a file or directory",
+            ));
+        }
+        self.pending_times = Some(times);
+        self.transmit.push(0);
+        Ok(())
+    }
+
+    fn end_dir(&mut self) -> Result<(), SinkError> {
+        if self.pending_times.is_some() {
+            return self.misbehaved(WireError::Protocol(
+                "times not followed by a file or directory",
+            ));
+        }
+        if self.depth == 0 {
+            return self.misbehaved(WireError::Protocol("end of directory at top level"));
+        }
+        self.depth -= 1;
+        self.transmit.push(0);
+        self.events.push_back(SinkEvent::LeaveDir);
+        Ok(())
+    }
+
+    /// The CVE-2019-6111 check: top-level names must be ones the client asked for.
+    fn check_name(&mut self, header: &FileHeader) -> Result<(), SinkError> {
+        let refused = self.depth == 0
+            && self
+                .config
+                .filter
+                .as_ref()
+                .is_some_and(|f| !f.matches(header.name.as_bytes()));
+        if refused {
+            return self.misbehaved(WireError::Protocol("filename does not match request"));
+        }
+        Ok(())
+    }
+
+    fn handle_status(&mut self, data: &[u8]) -> Result<usize, SinkError> {
+        let (reply, used) = match wire::decode_reply(data) {
+            Ok(Some(item)) => item,
+            Ok(None) => return Ok(0),
+            Err(e) => return self.misbehaved(e),
+        };
+        let source_error = match reply {
+            Reply::Ok => None,
+            Reply::Warning(text) => {
+                self.errors += 1;
+                Some(text)
+            }
+            Reply::Fatal(text) => return self.fail(SinkError::PeerFatal(text)),
+        };
+        self.state = State::AwaitFileDone;
+        self.events
+            .push_back(SinkEvent::FileStatus { source_error });
+        Ok(used)
+    }
+
+    fn reply_error(&mut self, text: &str) {
+        self.errors += 1;
+        wire::encode_error(text, &mut self.transmit);
+    }
+
+    fn misbehaved<T>(&mut self, error: WireError) -> Result<T, SinkError> {
+        wire::encode_error(&error.to_string(), &mut self.transmit);
+        self.fail(SinkError::PeerMisbehaved(error))
+    }
+
+    fn fail<T>(&mut self, error: SinkError) -> Result<T, SinkError> {
+        self.errors += 1;
+        self.state = State::Failed;
+        self.events.clear();
+        Err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Mode;
+
+    /// Drives a sink over `input` the way the engine does, accepting every file and
+    /// directory, and returns (bytes sent, events seen, final result).
+    fn run(config: SinkConfig, input: &[u8]) -> (Vec<u8>, Vec<SinkEvent>, Result<(), SinkError>) {
+        let mut sink = Sink::new(config);
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        let mut pos = 0;
+        let mut payload = 0u64;
+        let result = loop {
+            sink.poll_transmit(&mut sent);
+            while let Some(event) = sink.poll_event() {
+                match &event {
+                    SinkEvent::EnterDir { .. } => sink.dir_entered(Ok(())),
+                    SinkEvent::File { header, .. } => {
+                        payload = header.size;
+                        sink.file_opened(Ok(()));
+                        pos += payload as usize;
+                        sink.payload_received();
+                    }
+                    SinkEvent::FileStatus { .. } => sink.file_done(Ok(())),
+                    _ => {}
+                }
+                events.push(event);
+            }
+            sink.poll_transmit(&mut sent);
+            if sink.is_finished() {
+                break Ok(());
+            }
+            if pos >= input.len() {
+                if let Err(e) = sink.handle_eof() {
+                    break Err(e);
+                }
+                continue;
+            }
+            match sink.handle_input(&input[pos..]) {
+                Ok(0) => {
+                    if let Err(e) = sink.handle_eof() {
+                        break Err(e);
+                    }
+                }
+                Ok(n) => pos += n,
+                Err(e) => break Err(e),
+            }
+        };
+        sink.poll_transmit(&mut sent);
+        let _ = payload;
+        (sent, events, result)
+    }
+
+    fn header(mode: u32, size: u64, name: &str) -> FileHeader {
+        FileHeader {
+            mode: Mode::new(mode).expect("mode"),
+            size,
+            name: crate::FileName::new(name.as_bytes()).expect("name"),
+        }
+    }
+
+    const T: &[u8] = b"T1700000000 0 1800000000 0\n";
+
+    fn times() -> Option<Times> {
+        Some(Times::from_secs(1_700_000_000, 1_800_000_000))
+    }
+
+    fn filter(request: &str) -> SinkConfig {
+        SinkConfig {
+            filter: Some(NameFilter::from_request(request.as_bytes()).expect("pattern")),
+            ..SinkConfig::new(false)
+        }
+    }
+
+    /// Spec §10 vector 1: upload of one file with -p, replayed into the sink.
+    #[test]
+    fn vector_1_one_file_with_times() {
+        let mut input = T.to_vec();
+        input.extend_from_slice(b"C0644 6 a.txt\nhello\n\0");
+        let (sent, events, result) = run(SinkConfig::new(false), &input);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0, 0, 0, 0]);
+        assert_eq!(
+            events,
+            [
+                SinkEvent::File {
+                    header: header(0o644, 6, "a.txt"),
+                    times: times()
+                },
+                SinkEvent::FileStatus { source_error: None },
+                SinkEvent::Finished,
+            ]
+        );
+    }
+
+    /// Spec §10 vector 3: the 210-byte tree stream gets exactly 16 NULs back.
+    #[test]
+    fn vector_3_tree_with_times() {
+        let mut input = Vec::new();
+        for part in [
+            &b"D0755 0 tree\n"[..],
+            b"C0600 4 f1\none\n\0",
+            b"D0755 0 sub\n",
+            b"C0644 0 empty\n\0",
+            b"C0644 3 f2\nxyz\0",
+        ] {
+            input.extend_from_slice(T);
+            input.extend_from_slice(part);
+        }
+        input.extend_from_slice(b"E\nE\n");
+        assert_eq!(input.len(), 210);
+        let (sent, events, result) = run(SinkConfig::new(true), &input);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0u8; 16]);
+        assert_eq!(
+            events.iter().filter(|e| **e == SinkEvent::LeaveDir).count(),
+            2
+        );
+        assert_eq!(
+            events[0],
+            SinkEvent::EnterDir {
+                header: header(0o755, 0, "tree"),
+                times: times()
+            }
+        );
+    }
+
+    /// Spec §10 vector 4: without -p there are no T records.
+    #[test]
+    fn vector_4_tree_without_times() {
+        let input = b"D0755 0 tree\nC0600 4 f1\none\n\0D0755 0 sub\nC0644 0 empty\n\0C0644 3 f2\nxyz\0E\nE\n";
+        let (sent, events, result) = run(SinkConfig::new(true), input);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0u8; 11]);
+        assert!(
+            events
+                .iter()
+                .all(|e| !matches!(e, SinkEvent::File { times: Some(_), .. }))
+        );
+    }
+
+    fn refused(config: SinkConfig, input: &[u8], reply: &[u8], error: SinkError) {
+        let (sent, _, result) = run(config, input);
+        assert_eq!(result, Err(error), "input {input:?}");
+        let mut expected = vec![0u8];
+        expected.extend_from_slice(reply);
+        assert!(sent.ends_with(reply), "sent {sent:?}, want ..{reply:?}");
+        assert_eq!(sent[0], 0);
+    }
+
+    fn protocol(what: &'static str) -> SinkError {
+        SinkError::PeerMisbehaved(WireError::Protocol(what))
+    }
+
+    /// Spec §10 vector 11: hostile records from a server.
+    #[test]
+    fn vector_11_hostile_records() {
+        refused(
+            filter("a.txt"),
+            b"C0644 3 evil.txt\nabc\0",
+            b"\x01scp: protocol error: filename does not match request\n",
+            protocol("filename does not match request"),
+        );
+        refused(
+            filter("a.txt"),
+            b"C0644 3 ../x\nabc\0",
+            b"\x01scp: error: unexpected filename: ../x\n",
+            SinkError::PeerMisbehaved(WireError::UnexpectedFilename(b"../x".to_vec())),
+        );
+        refused(
+            SinkConfig::new(true),
+            b"D0755 0 .\n",
+            b"\x01scp: error: unexpected filename: .\n",
+            SinkError::PeerMisbehaved(WireError::UnexpectedFilename(b".".to_vec())),
+        );
+        refused(
+            filter("a.txt"),
+            b"D0755 0 a.txt\n",
+            b"\x01scp: protocol error: received directory without -r\n",
+            protocol("received directory without -r"),
+        );
+        refused(
+            filter("a.txt"),
+            b"C644 3 a.txt\n",
+            b"\x01scp: protocol error: bad mode\n",
+            protocol("bad mode"),
+        );
+        refused(
+            filter("a.txt"),
+            b"C0644 3x a.txt\n",
+            b"\x01scp: protocol error: size not delimited\n",
+            protocol("size not delimited"),
+        );
+        refused(
+            filter("a.txt"),
+            b"T1 0 2\n",
+            b"\x01scp: protocol error: atime.sec not delimited\n",
+            protocol("atime.sec not delimited"),
+        );
+        refused(
+            filter("a.txt"),
+            b"T1 0 2 1000000\n",
+            b"\x01scp: protocol error: atime.usec not delimited\n",
+            protocol("atime.usec not delimited"),
+        );
+    }
+
+    #[test]
+    fn vector_11_fatal_and_warning() {
+        let (sent, _, result) = run(filter("a.txt"), b"\x02scp: fatal thing\n");
+        assert_eq!(
+            result,
+            Err(SinkError::PeerFatal(b"scp: fatal thing".to_vec()))
+        );
+        assert_eq!(sent, [0], "no reply to \\2");
+
+        let (sent, events, result) = run(
+            filter("a.txt"),
+            b"\x01scp: warn thing\nC0644 3 a.txt\nabc\0",
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0, 0, 0]);
+        assert_eq!(events[0], SinkEvent::Warning(b"scp: warn thing".to_vec()));
+    }
+
+    #[test]
+    fn vector_11_brace_patterns() {
+        let (_, _, result) = run(filter("{a,b}.txt"), b"C0644 3 b.txt\nabc\0");
+        assert_eq!(result, Ok(()));
+        let (_, _, result) = run(filter("{a,b}.txt"), b"C0644 3 c.txt\nabc\0");
+        assert_eq!(result, Err(protocol("filename does not match request")));
+    }
+
+    /// Unlike OpenSSH, the top-level name of a -r download is checked too.
+    #[test]
+    fn recursive_top_level_name_is_checked() {
+        let config = SinkConfig {
+            recursive: true,
+            ..filter("dir")
+        };
+        let (_, _, result) = run(
+            config.clone(),
+            b"D0755 0 notwhatyouasked\nC0644 3 x\nabc\0E\n",
+        );
+        assert_eq!(result, Err(protocol("filename does not match request")));
+        // Names inside the requested directory are the server's to choose.
+        let (_, _, result) = run(config, b"D0755 0 dir\nC0644 3 x\nabc\0E\n");
+        assert_eq!(result, Ok(()));
+    }
+
+    /// Spec §10 vector 10: a banner where the first record belongs.
+    #[test]
+    fn vector_10_shell_banner() {
+        let (sent, _, result) = run(filter("a.txt"), b"Welcome-to-host\nC0644 6 a.txt\n");
+        assert_eq!(
+            result,
+            Err(SinkError::ShellMessage(b"Welcome-to-host".to_vec()))
+        );
+        assert_eq!(sent, b"\0\x01scp: Welcome-to-host\n");
+        let (sent, _, result) = run(filter("a.txt"), b"\nC0644 6 a.txt\n");
+        assert_eq!(result, Err(protocol("unexpected <newline>")));
+        assert_eq!(sent, b"\0\x01scp: protocol error: unexpected <newline>\n");
+    }
+
+    #[test]
+    fn garbage_after_the_first_record_is_a_protocol_error() {
+        let (_, _, result) = run(SinkConfig::new(false), b"C0644 1 a\nx\0Xgarbage\n");
+        assert_eq!(result, Err(protocol("expected control record")));
+    }
+
+    #[test]
+    fn end_dir_must_balance() {
+        let (sent, _, result) = run(SinkConfig::new(true), b"E\n");
+        assert_eq!(result, Err(protocol("end of directory at top level")));
+        assert_eq!(
+            sent,
+            b"\0\x01scp: protocol error: end of directory at top level\n"
+        );
+        let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\nE\nE\n");
+        assert_eq!(result, Err(protocol("end of directory at top level")));
+    }
+
+    #[test]
+    fn times_bind_to_the_next_record_only() {
+        let (_, events, result) = run(
+            SinkConfig::new(false),
+            b"T5 0 6 0\nC0644 1 a\nx\0C0644 1 b\ny\0",
+        );
+        assert_eq!(result, Ok(()));
+        let file_times: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                SinkEvent::File { times, .. } => Some(*times),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(file_times, [Some(Times::from_secs(5, 6)), None]);
+        let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\nT5 0 6 0\nE\n");
+        assert_eq!(
+            result,
+            Err(protocol("times not followed by a file or directory"))
+        );
+        let (_, _, result) = run(SinkConfig::new(true), b"T5 0 6 0\nT5 0 6 0\n");
+        assert_eq!(
+            result,
+            Err(protocol("times not followed by a file or directory"))
+        );
+        let (_, _, result) = run(SinkConfig::new(false), b"T5 0 6 0\n");
+        assert_eq!(result, Err(SinkError::LostConnection));
+    }
+
+    #[test]
+    fn out_of_range_times_are_acknowledged_and_ignored() {
+        let (sent, events, result) = run(
+            SinkConfig::new(false),
+            b"T99999999999999999999 0 1 0\nC0644 1 a\nx\0",
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0, 0, 0, 0]);
+        assert!(matches!(events[0], SinkEvent::File { times: None, .. }));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let config = SinkConfig {
+            max_depth: 3,
+            ..SinkConfig::new(true)
+        };
+        let (_, _, result) = run(config, &b"D0755 0 d\n".repeat(4));
+        assert_eq!(result, Err(protocol("directories nested too deeply")));
+    }
+
+    #[test]
+    fn eof_inside_a_file_or_directory_is_lost_connection() {
+        let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\nC0644 1 a\n");
+        assert_eq!(result, Err(SinkError::LostConnection));
+        let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\n");
+        assert_eq!(result, Err(SinkError::LostConnection));
+    }
+
+    #[test]
+    fn source_read_error_is_counted_and_answered_once() {
+        let (sent, events, result) = run(
+            SinkConfig::new(false),
+            b"C0644 3 a\n\0\0\0\x01scp: a: Broken pipe\n",
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, [0, 0, 0]);
+        assert_eq!(
+            events[1],
+            SinkEvent::FileStatus {
+                source_error: Some(b"scp: a: Broken pipe".to_vec())
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_produce_one_error_reply_and_go_on() {
+        let mut sink = Sink::new(SinkConfig::new(true));
+        let mut sent = Vec::new();
+        assert_eq!(sink.handle_input(b"D0755 0 d\n"), Ok(10));
+        assert!(matches!(
+            sink.poll_event(),
+            Some(SinkEvent::EnterDir { .. })
+        ));
+        sink.dir_entered(Err("d: Not a directory".into()));
+        assert_eq!(sink.handle_input(b"C0644 3 a\n"), Ok(10));
+        assert!(matches!(sink.poll_event(), Some(SinkEvent::File { .. })));
+        sink.file_opened(Err("a: Permission denied".into()));
+        assert!(sink.wants_input());
+        sink.poll_transmit(&mut sent);
+        assert_eq!(
+            sent,
+            b"\0\x01scp: d: Not a directory\n\x01scp: a: Permission denied\n"
+        );
+        assert_eq!(sink.error_count(), 2);
+        assert_eq!(sink.handle_eof(), Ok(()));
+    }
+}

@@ -1,1 +1,63 @@
-fn main() {}
+//! `rscp`: secure copy, a drop-in replacement for OpenSSH's `scp`.
+//!
+//! Thin: parse flags, pick the mode (remote end, local copy, remote copy), run
+//! it, exit with OpenSSH's status codes (0 ok, 1 any error, 255 fatal usage).
+
+mod flags;
+mod local;
+mod operand;
+mod remote_end;
+mod report;
+mod stdio;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use flags::FlagError;
+
+fn main() {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| OsString::from("rscp"));
+    let progname = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rscp".into());
+    let args: Vec<OsString> = args.collect();
+    std::process::exit(run(&progname, &args));
+}
+
+fn run(progname: &str, args: &[OsString]) -> i32 {
+    let flags = match flags::parse(args) {
+        Ok(flags) => flags,
+        Err(FlagError::Usage(message)) => {
+            if let Some(message) = message {
+                eprintln!("{progname}: {message}");
+            }
+            eprint!("{}", flags::USAGE);
+            return 1;
+        }
+        Err(FlagError::Fatal(message)) => {
+            eprintln!("{progname}: {message}");
+            return 255;
+        }
+    };
+    if let Some(end) = flags.remote_end {
+        return remote_end::run(&flags, end);
+    }
+    if flags.operands.len() < 2 {
+        eprint!("{}", flags::USAGE);
+        return 1;
+    }
+    if flags.operands.iter().any(|o| operand::is_remote(o.as_bytes())) {
+        eprintln!(
+            "{progname}: copies to or from another host need the SSH transport, which this build does not have yet"
+        );
+        return 1;
+    }
+    if flags.sftp || flags.sftp_server.is_some() || !flags.sftp_options.is_empty() {
+        eprintln!("{progname}: SFTP mode (-s, -D, -X) is not supported yet");
+        return 1;
+    }
+    local::run(&flags)
+}

@@ -53,10 +53,7 @@ mod tests {
     #[test]
     fn keeps_printable_text_and_utf8() {
         assert_eq!(escape(b"plain name.txt"), "plain name.txt");
-        assert_eq!(
-            escape("caf\u{e9} \u{1f600}".as_bytes()),
-            "caf\u{e9} \u{1f600}"
-        );
+        assert_eq!(escape("caf\u{e9} \u{1f600}".as_bytes()), "caf\u{e9} \u{1f600}");
     }
 
     #[test]

@@ -49,12 +49,7 @@ impl Times {
     /// Times as OpenSSH sends them: whole seconds, microseconds always 0,
     /// negative times clamped to 0.
     pub fn from_secs(mtime: i64, atime: i64) -> Times {
-        Times {
-            mtime_sec: mtime.max(0) as u64,
-            mtime_usec: 0,
-            atime_sec: atime.max(0) as u64,
-            atime_usec: 0,
-        }
+        Times { mtime_sec: mtime.max(0) as u64, mtime_usec: 0, atime_sec: atime.max(0) as u64, atime_usec: 0 }
     }
 }
 

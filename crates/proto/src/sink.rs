@@ -56,11 +56,7 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     pub fn new(recursive: bool) -> SinkConfig {
-        SinkConfig {
-            recursive,
-            filter: None,
-            max_depth: DEFAULT_MAX_DEPTH,
-        }
+        SinkConfig { recursive, filter: None, max_depth: DEFAULT_MAX_DEPTH }
     }
 }
 
@@ -316,9 +312,7 @@ impl Sink {
 
     fn times(&mut self, times: Option<Times>) -> Result<(), SinkError> {
         if self.pending_times.is_some() {
-            return self.misbehaved(WireError::Protocol(
-                "times not followed by a file or directory",
-            ));
+            return self.misbehaved(WireError::Protocol("times not followed by a file or directory"));
         }
         self.pending_times = Some(times);
         self.transmit.push(0);
@@ -327,9 +321,7 @@ impl Sink {
 
     fn end_dir(&mut self) -> Result<(), SinkError> {
         if self.pending_times.is_some() {
-            return self.misbehaved(WireError::Protocol(
-                "times not followed by a file or directory",
-            ));
+            return self.misbehaved(WireError::Protocol("times not followed by a file or directory"));
         }
         if self.depth == 0 {
             return self.misbehaved(WireError::Protocol("end of directory at top level"));
@@ -343,11 +335,7 @@ impl Sink {
     /// The CVE-2019-6111 check: top-level names must be ones the client asked for.
     fn check_name(&mut self, header: &FileHeader) -> Result<(), SinkError> {
         let refused = self.depth == 0
-            && self
-                .config
-                .filter
-                .as_ref()
-                .is_some_and(|f| !f.matches(header.name.as_bytes()));
+            && self.config.filter.as_ref().is_some_and(|f| !f.matches(header.name.as_bytes()));
         if refused {
             return self.misbehaved(WireError::Protocol("filename does not match request"));
         }
@@ -369,8 +357,7 @@ impl Sink {
             Reply::Fatal(text) => return self.fail(SinkError::PeerFatal(text)),
         };
         self.state = State::AwaitFileDone;
-        self.events
-            .push_back(SinkEvent::FileStatus { source_error });
+        self.events.push_back(SinkEvent::FileStatus { source_error });
         Ok(used)
     }
 
@@ -478,10 +465,7 @@ mod tests {
         assert_eq!(
             events,
             [
-                SinkEvent::File {
-                    header: header(0o644, 6, "a.txt"),
-                    times: times()
-                },
+                SinkEvent::File { header: header(0o644, 6, "a.txt"), times: times() },
                 SinkEvent::FileStatus { source_error: None },
                 SinkEvent::Finished,
             ]
@@ -507,17 +491,8 @@ mod tests {
         let (sent, events, result) = run(SinkConfig::new(true), &input);
         assert_eq!(result, Ok(()));
         assert_eq!(sent, [0u8; 16]);
-        assert_eq!(
-            events.iter().filter(|e| **e == SinkEvent::LeaveDir).count(),
-            2
-        );
-        assert_eq!(
-            events[0],
-            SinkEvent::EnterDir {
-                header: header(0o755, 0, "tree"),
-                times: times()
-            }
-        );
+        assert_eq!(events.iter().filter(|e| **e == SinkEvent::LeaveDir).count(), 2);
+        assert_eq!(events[0], SinkEvent::EnterDir { header: header(0o755, 0, "tree"), times: times() });
     }
 
     /// Spec §10 vector 4: without -p there are no T records.
@@ -527,11 +502,7 @@ mod tests {
         let (sent, events, result) = run(SinkConfig::new(true), input);
         assert_eq!(result, Ok(()));
         assert_eq!(sent, [0u8; 11]);
-        assert!(
-            events
-                .iter()
-                .all(|e| !matches!(e, SinkEvent::File { times: Some(_), .. }))
-        );
+        assert!(events.iter().all(|e| !matches!(e, SinkEvent::File { times: Some(_), .. })));
     }
 
     fn refused(config: SinkConfig, input: &[u8], reply: &[u8], error: SinkError) {
@@ -603,16 +574,10 @@ mod tests {
     #[test]
     fn vector_11_fatal_and_warning() {
         let (sent, _, result) = run(filter("a.txt"), b"\x02scp: fatal thing\n");
-        assert_eq!(
-            result,
-            Err(SinkError::PeerFatal(b"scp: fatal thing".to_vec()))
-        );
+        assert_eq!(result, Err(SinkError::PeerFatal(b"scp: fatal thing".to_vec())));
         assert_eq!(sent, [0], "no reply to \\2");
 
-        let (sent, events, result) = run(
-            filter("a.txt"),
-            b"\x01scp: warn thing\nC0644 3 a.txt\nabc\0",
-        );
+        let (sent, events, result) = run(filter("a.txt"), b"\x01scp: warn thing\nC0644 3 a.txt\nabc\0");
         assert_eq!(result, Ok(()));
         assert_eq!(sent, [0, 0, 0]);
         assert_eq!(events[0], SinkEvent::Warning(b"scp: warn thing".to_vec()));
@@ -629,14 +594,8 @@ mod tests {
     /// Unlike OpenSSH, the top-level name of a -r download is checked too.
     #[test]
     fn recursive_top_level_name_is_checked() {
-        let config = SinkConfig {
-            recursive: true,
-            ..filter("dir")
-        };
-        let (_, _, result) = run(
-            config.clone(),
-            b"D0755 0 notwhatyouasked\nC0644 3 x\nabc\0E\n",
-        );
+        let config = SinkConfig { recursive: true, ..filter("dir") };
+        let (_, _, result) = run(config.clone(), b"D0755 0 notwhatyouasked\nC0644 3 x\nabc\0E\n");
         assert_eq!(result, Err(protocol("filename does not match request")));
         // Names inside the requested directory are the server's to choose.
         let (_, _, result) = run(config, b"D0755 0 dir\nC0644 3 x\nabc\0E\n");
@@ -647,10 +606,7 @@ mod tests {
     #[test]
     fn vector_10_shell_banner() {
         let (sent, _, result) = run(filter("a.txt"), b"Welcome-to-host\nC0644 6 a.txt\n");
-        assert_eq!(
-            result,
-            Err(SinkError::ShellMessage(b"Welcome-to-host".to_vec()))
-        );
+        assert_eq!(result, Err(SinkError::ShellMessage(b"Welcome-to-host".to_vec())));
         assert_eq!(sent, b"\0\x01scp: Welcome-to-host\n");
         let (sent, _, result) = run(filter("a.txt"), b"\nC0644 6 a.txt\n");
         assert_eq!(result, Err(protocol("unexpected <newline>")));
@@ -667,20 +623,14 @@ mod tests {
     fn end_dir_must_balance() {
         let (sent, _, result) = run(SinkConfig::new(true), b"E\n");
         assert_eq!(result, Err(protocol("end of directory at top level")));
-        assert_eq!(
-            sent,
-            b"\0\x01scp: protocol error: end of directory at top level\n"
-        );
+        assert_eq!(sent, b"\0\x01scp: protocol error: end of directory at top level\n");
         let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\nE\nE\n");
         assert_eq!(result, Err(protocol("end of directory at top level")));
     }
 
     #[test]
     fn times_bind_to_the_next_record_only() {
-        let (_, events, result) = run(
-            SinkConfig::new(false),
-            b"T5 0 6 0\nC0644 1 a\nx\0C0644 1 b\ny\0",
-        );
+        let (_, events, result) = run(SinkConfig::new(false), b"T5 0 6 0\nC0644 1 a\nx\0C0644 1 b\ny\0");
         assert_eq!(result, Ok(()));
         let file_times: Vec<_> = events
             .iter()
@@ -691,25 +641,17 @@ mod tests {
             .collect();
         assert_eq!(file_times, [Some(Times::from_secs(5, 6)), None]);
         let (_, _, result) = run(SinkConfig::new(true), b"D0755 0 d\nT5 0 6 0\nE\n");
-        assert_eq!(
-            result,
-            Err(protocol("times not followed by a file or directory"))
-        );
+        assert_eq!(result, Err(protocol("times not followed by a file or directory")));
         let (_, _, result) = run(SinkConfig::new(true), b"T5 0 6 0\nT5 0 6 0\n");
-        assert_eq!(
-            result,
-            Err(protocol("times not followed by a file or directory"))
-        );
+        assert_eq!(result, Err(protocol("times not followed by a file or directory")));
         let (_, _, result) = run(SinkConfig::new(false), b"T5 0 6 0\n");
         assert_eq!(result, Err(SinkError::LostConnection));
     }
 
     #[test]
     fn out_of_range_times_are_acknowledged_and_ignored() {
-        let (sent, events, result) = run(
-            SinkConfig::new(false),
-            b"T99999999999999999999 0 1 0\nC0644 1 a\nx\0",
-        );
+        let (sent, events, result) =
+            run(SinkConfig::new(false), b"T99999999999999999999 0 1 0\nC0644 1 a\nx\0");
         assert_eq!(result, Ok(()));
         assert_eq!(sent, [0, 0, 0, 0]);
         assert!(matches!(events[0], SinkEvent::File { times: None, .. }));
@@ -717,10 +659,7 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let config = SinkConfig {
-            max_depth: 3,
-            ..SinkConfig::new(true)
-        };
+        let config = SinkConfig { max_depth: 3, ..SinkConfig::new(true) };
         let (_, _, result) = run(config, &b"D0755 0 d\n".repeat(4));
         assert_eq!(result, Err(protocol("directories nested too deeply")));
     }
@@ -735,18 +674,11 @@ mod tests {
 
     #[test]
     fn source_read_error_is_counted_and_answered_once() {
-        let (sent, events, result) = run(
-            SinkConfig::new(false),
-            b"C0644 3 a\n\0\0\0\x01scp: a: Broken pipe\n",
-        );
+        let (sent, events, result) =
+            run(SinkConfig::new(false), b"C0644 3 a\n\0\0\0\x01scp: a: Broken pipe\n");
         assert_eq!(result, Ok(()));
         assert_eq!(sent, [0, 0, 0]);
-        assert_eq!(
-            events[1],
-            SinkEvent::FileStatus {
-                source_error: Some(b"scp: a: Broken pipe".to_vec())
-            }
-        );
+        assert_eq!(events[1], SinkEvent::FileStatus { source_error: Some(b"scp: a: Broken pipe".to_vec()) });
     }
 
     #[test]
@@ -754,20 +686,14 @@ mod tests {
         let mut sink = Sink::new(SinkConfig::new(true));
         let mut sent = Vec::new();
         assert_eq!(sink.handle_input(b"D0755 0 d\n"), Ok(10));
-        assert!(matches!(
-            sink.poll_event(),
-            Some(SinkEvent::EnterDir { .. })
-        ));
+        assert!(matches!(sink.poll_event(), Some(SinkEvent::EnterDir { .. })));
         sink.dir_entered(Err("d: Not a directory".into()));
         assert_eq!(sink.handle_input(b"C0644 3 a\n"), Ok(10));
         assert!(matches!(sink.poll_event(), Some(SinkEvent::File { .. })));
         sink.file_opened(Err("a: Permission denied".into()));
         assert!(sink.wants_input());
         sink.poll_transmit(&mut sent);
-        assert_eq!(
-            sent,
-            b"\0\x01scp: d: Not a directory\n\x01scp: a: Permission denied\n"
-        );
+        assert_eq!(sent, b"\0\x01scp: d: Not a directory\n\x01scp: a: Permission denied\n");
         assert_eq!(sink.error_count(), 2);
         assert_eq!(sink.handle_eof(), Ok(()));
     }

@@ -186,9 +186,7 @@ impl Source {
     /// Queues one record; its reply must arrive before the next call.
     pub fn send(&mut self, message: &Message) -> Result<(), SourceError> {
         if self.state != State::Idle || self.event.is_some() {
-            return Err(SourceError::OutOfOrder(
-                "record sent before the previous reply",
-            ));
+            return Err(SourceError::OutOfOrder("record sent before the previous reply"));
         }
         let awaiting = match message {
             Message::Times(_) => Awaiting::Times,
@@ -212,9 +210,7 @@ impl Source {
     /// `\1scp: <text>` in place of the `\0` status.
     pub fn payload_sent(&mut self, read_error: Option<&str>) -> Result<(), SourceError> {
         if self.state != State::Payload {
-            return Err(SourceError::OutOfOrder(
-                "payload sent without an accepted file",
-            ));
+            return Err(SourceError::OutOfOrder("payload sent without an accepted file"));
         }
         match read_error {
             None => self.transmit.push(0),
@@ -230,9 +226,7 @@ impl Source {
     /// Reports an entry that cannot be sent (`\1scp: <text>`); no reply is expected.
     pub fn report_error(&mut self, text: &str) -> Result<(), SourceError> {
         if self.state != State::Idle || self.event.is_some() {
-            return Err(SourceError::OutOfOrder(
-                "error reported while a reply is awaited",
-            ));
+            return Err(SourceError::OutOfOrder("error reported while a reply is awaited"));
         }
         self.errors += 1;
         wire::encode_error(text, &mut self.transmit);
@@ -283,10 +277,7 @@ mod tests {
 
     fn ready() -> Source {
         let mut source = Source::new();
-        assert!(
-            source.send(&Message::EndDir).is_err(),
-            "nothing before the sink's first reply"
-        );
+        assert!(source.send(&Message::EndDir).is_err(), "nothing before the sink's first reply");
         assert_eq!(source.handle_input(b"\0"), Ok(1));
         assert_eq!(source.poll_event(), Some(SourceEvent::Ready));
         source
@@ -298,16 +289,8 @@ mod tests {
         let mut source = ready();
         let mut wire = Vec::new();
         exchange(&mut source, &mut wire, &times());
-        file(
-            &mut source,
-            &mut wire,
-            header(0o644, 6, "a.txt"),
-            b"hello\n",
-        );
-        assert_eq!(
-            wire,
-            b"T1700000000 0 1800000000 0\nC0644 6 a.txt\nhello\n\0"
-        );
+        file(&mut source, &mut wire, header(0o644, 6, "a.txt"), b"hello\n");
+        assert_eq!(wire, b"T1700000000 0 1800000000 0\nC0644 6 a.txt\nhello\n\0");
         assert_eq!(wire.len(), 48);
         assert_eq!(source.error_count(), 0);
     }
@@ -341,14 +324,8 @@ mod tests {
     fn vector_8_read_error_status() {
         let mut source = ready();
         let mut wire = Vec::new();
-        exchange(
-            &mut source,
-            &mut wire,
-            &Message::File(header(0o644, 3, "big.bin")),
-        );
-        source
-            .payload_sent(Some("local/big.bin: Broken pipe"))
-            .expect("in order");
+        exchange(&mut source, &mut wire, &Message::File(header(0o644, 3, "big.bin")));
+        source.payload_sent(Some("local/big.bin: Broken pipe")).expect("in order");
         source.poll_transmit(&mut wire);
         assert!(wire.ends_with(b"\x01scp: local/big.bin: Broken pipe\n"));
         assert_eq!(source.handle_input(b"\0"), Ok(1));
@@ -360,19 +337,11 @@ mod tests {
     #[test]
     fn vector_6_refused_file() {
         let mut source = ready();
-        source
-            .send(&Message::File(header(0o644, 6, "a.txt")))
-            .expect("in order");
+        source.send(&Message::File(header(0o644, 6, "a.txt"))).expect("in order");
         let reply = b"\x01scp: nodir/x: No such file or directory\n";
         assert_eq!(source.handle_input(reply), Ok(reply.len()));
-        assert_eq!(
-            source.poll_event(),
-            Some(SourceEvent::Refused(reply[1..reply.len() - 1].to_vec()))
-        );
-        assert!(
-            source.payload_sent(None).is_err(),
-            "no payload after a refusal"
-        );
+        assert_eq!(source.poll_event(), Some(SourceEvent::Refused(reply[1..reply.len() - 1].to_vec())));
+        assert!(source.payload_sent(None).is_err(), "no payload after a refusal");
         assert_eq!(source.error_count(), 1);
     }
 
@@ -380,14 +349,8 @@ mod tests {
     #[test]
     fn refused_directory_is_not_entered() {
         let mut source = ready();
-        source
-            .send(&Message::Dir(header(0o755, 0, "d")))
-            .expect("in order");
-        assert!(
-            source
-                .handle_input(b"\x01scp: d: Not a directory\n")
-                .is_ok()
-        );
+        source.send(&Message::Dir(header(0o755, 0, "d"))).expect("in order");
+        assert!(source.handle_input(b"\x01scp: d: Not a directory\n").is_ok());
         assert!(matches!(source.poll_event(), Some(SourceEvent::Refused(_))));
         assert_eq!(
             source.send(&Message::EndDir),
@@ -399,16 +362,10 @@ mod tests {
     #[test]
     fn bad_first_replies() {
         let mut source = Source::new();
-        assert!(
-            source
-                .handle_input(b"\x01scp: tree/f1: Not a directory\n")
-                .is_ok()
-        );
+        assert!(source.handle_input(b"\x01scp: tree/f1: Not a directory\n").is_ok());
         assert_eq!(
             source.poll_event(),
-            Some(SourceEvent::Refused(
-                b"scp: tree/f1: Not a directory".to_vec()
-            ))
+            Some(SourceEvent::Refused(b"scp: tree/f1: Not a directory".to_vec()))
         );
 
         let mut source = Source::new();
@@ -417,10 +374,7 @@ mod tests {
             Err(SourceError::PeerFatal(b"Welcome-to-host".to_vec()))
         );
         let mut source = Source::new();
-        assert_eq!(
-            source.handle_input(b"\x02scp: no\n"),
-            Err(SourceError::PeerFatal(b"scp: no".to_vec()))
-        );
+        assert_eq!(source.handle_input(b"\x02scp: no\n"), Err(SourceError::PeerFatal(b"scp: no".to_vec())));
         let mut source = Source::new();
         assert_eq!(source.handle_input(b"\x01scp: partial"), Ok(0));
         assert_eq!(source.handle_eof(), Err(SourceError::LostConnection));
@@ -432,24 +386,14 @@ mod tests {
         source.send(&times()).expect("in order");
         assert!(source.send(&times()).is_err());
         assert!(source.report_error("x").is_err());
-        assert_eq!(
-            source.handle_input(b"\0\0"),
-            Ok(1),
-            "one reply consumed per call"
-        );
-        assert_eq!(
-            source.handle_input(b"\0"),
-            Ok(0),
-            "no reply expected until the event is taken"
-        );
+        assert_eq!(source.handle_input(b"\0\0"), Ok(1), "one reply consumed per call");
+        assert_eq!(source.handle_input(b"\0"), Ok(0), "no reply expected until the event is taken");
     }
 
     #[test]
     fn report_error_needs_no_reply() {
         let mut source = ready();
-        source
-            .report_error("nope: No such file or directory")
-            .expect("idle");
+        source.report_error("nope: No such file or directory").expect("idle");
         let mut wire = Vec::new();
         source.poll_transmit(&mut wire);
         assert_eq!(wire, b"\x01scp: nope: No such file or directory\n");

@@ -34,11 +34,7 @@ impl fmt::Display for WireError {
         match self {
             WireError::Protocol(what) => write!(f, "protocol error: {what}"),
             WireError::UnexpectedFilename(name) => {
-                write!(
-                    f,
-                    "error: unexpected filename: {}",
-                    crate::display::escape(name)
-                )
+                write!(f, "error: unexpected filename: {}", crate::display::escape(name))
             }
             WireError::LineTooLong => write!(f, "protocol error: line too long"),
         }
@@ -83,11 +79,9 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         Message::File(h) => encode_header(b'C', h, h.size, out),
         Message::Dir(h) => encode_header(b'D', h, 0, out),
         Message::EndDir => out.write_all(b"E\n"),
-        Message::Times(t) => writeln!(
-            out,
-            "T{} {} {} {}",
-            t.mtime_sec, t.mtime_usec, t.atime_sec, t.atime_usec
-        ),
+        Message::Times(t) => {
+            writeln!(out, "T{} {} {} {}", t.mtime_sec, t.mtime_usec, t.atime_sec, t.atime_usec)
+        }
     };
 }
 
@@ -105,11 +99,7 @@ pub fn encode_error(text: &str, out: &mut Vec<u8>) {
     out.push(1);
     out.extend_from_slice(b"scp: ");
     let room = MAX_LINE - 1 - b"scp: ".len() - 1;
-    out.extend(
-        text.bytes()
-            .take(room)
-            .map(|b| if b == b'\n' { b' ' } else { b }),
-    );
+    out.extend(text.bytes().take(room).map(|b| if b == b'\n' { b' ' } else { b }));
     out.push(b'\n');
 }
 
@@ -149,11 +139,7 @@ pub fn decode_record(buf: &[u8]) -> Result<Option<(Incoming, usize)>, WireError>
         },
         b'C' | b'D' => {
             let header = parse_header(&line[1..])?;
-            Incoming::Record(if first == b'C' {
-                Message::File(header)
-            } else {
-                Message::Dir(header)
-            })
+            Incoming::Record(if first == b'C' { Message::File(header) } else { Message::Dir(header) })
         }
         _ => Incoming::Unrecognized(line.to_vec()),
     };
@@ -206,8 +192,7 @@ fn parse_header(rest: &[u8]) -> Result<FileHeader, WireError> {
         _ => return Err(WireError::Protocol("size out of range")),
     };
     let raw_name = &rest[used + 1..];
-    let name =
-        FileName::new(raw_name).map_err(|_| WireError::UnexpectedFilename(raw_name.to_vec()))?;
+    let name = FileName::new(raw_name).map_err(|_| WireError::UnexpectedFilename(raw_name.to_vec()))?;
     let mode = Mode::new(bits).ok_or(WireError::Protocol("bad mode"))?;
     Ok(FileHeader { mode, size, name })
 }
@@ -216,27 +201,12 @@ fn parse_header(rest: &[u8]) -> Result<FileHeader, WireError> {
 /// does not fit a `time_t` (OpenSSH then ignores the times but still acknowledges).
 fn parse_times(rest: &[u8]) -> Result<Option<Times>, WireError> {
     let mut pos = 0;
-    let mtime = seconds_field(
-        rest,
-        &mut pos,
-        "mtime.sec not present",
-        "mtime.sec not delimited",
-    )?;
+    let mtime = seconds_field(rest, &mut pos, "mtime.sec not present", "mtime.sec not delimited")?;
     let mtime_usec = usec_field(rest, &mut pos, Some(b' '), "mtime.usec not delimited")?;
-    let atime = seconds_field(
-        rest,
-        &mut pos,
-        "atime.sec not present",
-        "atime.sec not delimited",
-    )?;
+    let atime = seconds_field(rest, &mut pos, "atime.sec not present", "atime.sec not delimited")?;
     let atime_usec = usec_field(rest, &mut pos, None, "atime.usec not delimited")?;
     Ok(match (mtime, atime) {
-        (Some(mtime_sec), Some(atime_sec)) => Some(Times {
-            mtime_sec,
-            mtime_usec,
-            atime_sec,
-            atime_usec,
-        }),
+        (Some(mtime_sec), Some(atime_sec)) => Some(Times { mtime_sec, mtime_usec, atime_sec, atime_usec }),
         _ => None,
     })
 }
@@ -284,19 +254,15 @@ fn usec_field(
 /// Leading decimal digits of `s`: (value, or `None` on u64 overflow; digits used).
 fn parse_u64_saturating(s: &[u8]) -> (Option<u64>, usize) {
     let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    let value = s[..digits].iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
+    let value =
+        s[..digits].iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')));
     (value, digits)
 }
 
 /// C's `strtol(s, &end, 10)`: leading white space and a sign are accepted; when no
 /// digits follow, nothing is consumed. OpenSSH parses microseconds this leniently.
 fn strtol(s: &[u8]) -> (i64, usize) {
-    let mut i = s
-        .iter()
-        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
-        .count();
+    let mut i = s.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')).count();
     let negative = match s.get(i) {
         Some(b'-') => {
             i += 1;
@@ -312,9 +278,9 @@ fn strtol(s: &[u8]) -> (i64, usize) {
     if digits == 0 {
         return (0, 0);
     }
-    let magnitude = s[i..i + digits].iter().fold(0i64, |acc, &d| {
-        acc.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-    });
+    let magnitude = s[i..i + digits]
+        .iter()
+        .fold(0i64, |acc, &d| acc.saturating_mul(10).saturating_add(i64::from(d - b'0')));
     (if negative { -magnitude } else { magnitude }, i + digits)
 }
 
@@ -327,11 +293,7 @@ mod tests {
     }
 
     fn file(mode: u32, size: u64, n: &str) -> Message {
-        Message::File(FileHeader {
-            mode: Mode::new(mode).expect("mode"),
-            size,
-            name: name(n),
-        })
+        Message::File(FileHeader { mode: Mode::new(mode).expect("mode"), size, name: name(n) })
     }
 
     fn record(line: &[u8]) -> Result<Option<(Incoming, usize)>, WireError> {
@@ -345,24 +307,14 @@ mod tests {
     #[test]
     fn encodes_records_as_openssh() {
         let mut out = Vec::new();
-        encode(
-            &Message::Times(Times::from_secs(1_700_000_000, 1_800_000_000)),
-            &mut out,
-        );
+        encode(&Message::Times(Times::from_secs(1_700_000_000, 1_800_000_000)), &mut out);
         encode(&file(0o644, 6, "a.txt"), &mut out);
         encode(
-            &Message::Dir(FileHeader {
-                mode: Mode::new(0o755).expect("mode"),
-                size: 99,
-                name: name("tree"),
-            }),
+            &Message::Dir(FileHeader { mode: Mode::new(0o755).expect("mode"), size: 99, name: name("tree") }),
             &mut out,
         );
         encode(&Message::EndDir, &mut out);
-        assert_eq!(
-            out,
-            b"T1700000000 0 1800000000 0\nC0644 6 a.txt\nD0755 0 tree\nE\n"
-        );
+        assert_eq!(out, b"T1700000000 0 1800000000 0\nC0644 6 a.txt\nD0755 0 tree\nE\n");
         let mut out = Vec::new();
         encode(&file(0o4755, 1 << 40, "big"), &mut out);
         encode(&file(0, 0, "z"), &mut out);
@@ -388,40 +340,16 @@ mod tests {
             record(b"C0644 6 a.txt\nhello"),
             Ok(Some((Incoming::Record(file(0o644, 6, "a.txt")), 14)))
         );
-        assert_eq!(
-            record(b"C0644 6 my file.txt\n").map(|r| r.map(|(_, n)| n)),
-            Ok(Some(20))
-        );
-        assert_eq!(
-            record(b"E\n"),
-            Ok(Some((Incoming::Record(Message::EndDir), 2)))
-        );
-        assert_eq!(
-            record(b"Eanything\n"),
-            Ok(Some((Incoming::Record(Message::EndDir), 10)))
-        );
+        assert_eq!(record(b"C0644 6 my file.txt\n").map(|r| r.map(|(_, n)| n)), Ok(Some(20)));
+        assert_eq!(record(b"E\n"), Ok(Some((Incoming::Record(Message::EndDir), 2))));
+        assert_eq!(record(b"Eanything\n"), Ok(Some((Incoming::Record(Message::EndDir), 10))));
         assert_eq!(
             record(b"T1700000000 0 1800000000 0\n"),
-            Ok(Some((
-                Incoming::Record(Message::Times(Times::from_secs(
-                    1_700_000_000,
-                    1_800_000_000
-                ))),
-                27
-            )))
+            Ok(Some((Incoming::Record(Message::Times(Times::from_secs(1_700_000_000, 1_800_000_000))), 27)))
         );
-        assert_eq!(
-            record(b"\x01scp: warn\n"),
-            Ok(Some((Incoming::Warning(b"scp: warn".to_vec()), 11)))
-        );
-        assert_eq!(
-            record(b"\x02scp: fatal\n"),
-            Ok(Some((Incoming::Fatal(b"scp: fatal".to_vec()), 12)))
-        );
-        assert_eq!(
-            record(b"Welcome\n"),
-            Ok(Some((Incoming::Unrecognized(b"Welcome".to_vec()), 8)))
-        );
+        assert_eq!(record(b"\x01scp: warn\n"), Ok(Some((Incoming::Warning(b"scp: warn".to_vec()), 11))));
+        assert_eq!(record(b"\x02scp: fatal\n"), Ok(Some((Incoming::Fatal(b"scp: fatal".to_vec()), 12))));
+        assert_eq!(record(b"Welcome\n"), Ok(Some((Incoming::Unrecognized(b"Welcome".to_vec()), 8))));
     }
 
     #[test]
@@ -451,10 +379,7 @@ mod tests {
         assert_eq!(record(b"C0648 3 a\n"), protocol("bad mode"));
         assert_eq!(record(b"C04755 3 a\n"), protocol("mode not delimited"));
         assert_eq!(record(b"C\n"), protocol("bad mode"));
-        assert_eq!(
-            record(b"C7777 0 a\n"),
-            Ok(Some((Incoming::Record(file(0o7777, 0, "a")), 10)))
-        );
+        assert_eq!(record(b"C7777 0 a\n"), Ok(Some((Incoming::Record(file(0o7777, 0, "a")), 10))));
     }
 
     #[test]
@@ -462,31 +387,13 @@ mod tests {
         assert_eq!(record(b"C0644 3x a.txt\n"), protocol("size not delimited"));
         assert_eq!(record(b"C0644 -1 a\n"), protocol("size not present"));
         assert_eq!(record(b"C0644  1 a\n"), protocol("size not present"));
-        assert_eq!(
-            record(b"C0644 18446744073709551616 a\n"),
-            protocol("size out of range")
-        );
-        assert_eq!(
-            record(b"C0644 9223372036854775808 a\n"),
-            protocol("size out of range")
-        );
+        assert_eq!(record(b"C0644 18446744073709551616 a\n"), protocol("size out of range"));
+        assert_eq!(record(b"C0644 9223372036854775808 a\n"), protocol("size out of range"));
         assert_eq!(record(b"C0644 5\n"), protocol("size not delimited"));
         let max = record(b"C0644 9223372036854775807 a\n");
-        assert_eq!(
-            max,
-            Ok(Some((
-                Incoming::Record(file(0o644, i64::MAX as u64, "a")),
-                28
-            )))
-        );
+        assert_eq!(max, Ok(Some((Incoming::Record(file(0o644, i64::MAX as u64, "a")), 28))));
         let big = record(b"C0644 5000000000 big\n");
-        assert_eq!(
-            big,
-            Ok(Some((
-                Incoming::Record(file(0o644, 5_000_000_000, "big")),
-                21
-            )))
-        );
+        assert_eq!(big, Ok(Some((Incoming::Record(file(0o644, 5_000_000_000, "big")), 21))));
     }
 
     #[test]
@@ -499,10 +406,7 @@ mod tests {
             (b"C0644 3 \n", b""),
             (b"C0644 3 a\0b\n", b"a\0b"),
         ] {
-            assert_eq!(
-                record(line),
-                Err(WireError::UnexpectedFilename(bad.to_vec()))
-            );
+            assert_eq!(record(line), Err(WireError::UnexpectedFilename(bad.to_vec())));
         }
         assert_eq!(
             WireError::UnexpectedFilename(b"../x\x1b".to_vec()).to_string(),
@@ -513,10 +417,7 @@ mod tests {
     #[test]
     fn times_rules_match_openssh() {
         assert_eq!(record(b"T1 0 2\n"), protocol("atime.sec not delimited"));
-        assert_eq!(
-            record(b"T1 0 2 1000000\n"),
-            protocol("atime.usec not delimited")
-        );
+        assert_eq!(record(b"T1 0 2 1000000\n"), protocol("atime.usec not delimited"));
         assert_eq!(record(b"Tx 0 2 0\n"), protocol("mtime.sec not present"));
         assert_eq!(record(b"T1x 0 2 0\n"), protocol("mtime.sec not delimited"));
         assert_eq!(record(b"T1 -1 2 0\n"), protocol("mtime.usec not delimited"));
@@ -525,31 +426,14 @@ mod tests {
         // OpenSSH's strtol takes an empty last field as 0.
         assert_eq!(
             record(b"T1 0 2 \n"),
-            Ok(Some((
-                Incoming::Record(Message::Times(Times::from_secs(1, 2))),
-                8
-            )))
+            Ok(Some((Incoming::Record(Message::Times(Times::from_secs(1, 2))), 8)))
         );
         // strtol leniency on microseconds, as OpenSSH: blanks and a sign are fine.
-        let lenient = Times {
-            mtime_sec: 1,
-            mtime_usec: 5,
-            atime_sec: 2,
-            atime_usec: 999_999,
-        };
-        assert_eq!(
-            record(b"T1 +5 2 999999\n"),
-            Ok(Some((Incoming::Record(Message::Times(lenient)), 15)))
-        );
+        let lenient = Times { mtime_sec: 1, mtime_usec: 5, atime_sec: 2, atime_usec: 999_999 };
+        assert_eq!(record(b"T1 +5 2 999999\n"), Ok(Some((Incoming::Record(Message::Times(lenient)), 15))));
         // Seconds beyond time_t: acknowledged but ignored.
-        assert_eq!(
-            record(b"T99999999999999999999 0 2 0\n"),
-            Ok(Some((Incoming::TimesOutOfRange, 28)))
-        );
-        assert_eq!(
-            record(b"T1 0 9223372036854775808 0\n"),
-            Ok(Some((Incoming::TimesOutOfRange, 27)))
-        );
+        assert_eq!(record(b"T99999999999999999999 0 2 0\n"), Ok(Some((Incoming::TimesOutOfRange, 28))));
+        assert_eq!(record(b"T1 0 9223372036854775808 0\n"), Ok(Some((Incoming::TimesOutOfRange, 27))));
     }
 
     #[test]
@@ -564,10 +448,7 @@ mod tests {
             decode_reply(b"\x01scp: x: denied\n"),
             Ok(Some((Reply::Warning(b"scp: x: denied".to_vec()), 16)))
         );
-        assert_eq!(
-            decode_reply(b"\x02scp: bad\n"),
-            Ok(Some((Reply::Fatal(b"scp: bad".to_vec()), 10)))
-        );
+        assert_eq!(decode_reply(b"\x02scp: bad\n"), Ok(Some((Reply::Fatal(b"scp: bad".to_vec()), 10))));
         // A shell banner where a reply belongs: fatal, with the whole line as the text.
         assert_eq!(
             decode_reply(b"Welcome-to-host\n"),

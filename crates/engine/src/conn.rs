@@ -1,0 +1,134 @@
+//! `Conn`: the only code that touches the byte stream to the peer.
+//!
+//! One receive buffer, allocated once and reused for records and payload alike; no
+//! allocation per chunk. Records are parsed in place from the buffer; payload is
+//! copied straight between the buffer and a file.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Size of the receive buffer, and of payload chunks.
+pub const BUFFER_SIZE: usize = 256 * 1024;
+
+/// A buffered connection to the peer.
+#[derive(Debug)]
+pub struct Conn<R, W> {
+    reader: R,
+    writer: W,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Scratch space for bytes the state machines queue for the peer.
+    pub(crate) outgoing: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
+    pub fn new(reader: R, writer: W) -> Self {
+        Conn {
+            reader,
+            writer,
+            buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            eof: false,
+            outgoing: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// True once the peer has closed its side and the buffer is drained.
+    pub fn at_eof(&self) -> bool {
+        self.eof && self.start == self.end
+    }
+
+    /// Reads more bytes after the buffered ones; returns 0 at end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.eof {
+            return Ok(0);
+        }
+        if self.end == self.buf.len() {
+            // Keep the unconsumed tail (a partial record) at the front.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = self.reader.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            self.eof = true;
+        }
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Writes `data` and flushes it.
+    pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        if !data.is_empty() {
+            self.writer.write_all(data).await?;
+            self.writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` without flushing (payload chunks).
+    pub async fn send_payload(&mut self, data: &[u8]) -> io::Result<()> {
+        self.writer.write_all(data).await
+    }
+
+    /// Sends the bytes the state machines queued in `outgoing`.
+    pub(crate) async fn send_outgoing(&mut self) -> io::Result<()> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let result = async {
+            self.writer.write_all(&self.outgoing).await?;
+            self.writer.flush().await
+        }
+        .await;
+        self.outgoing.clear();
+        result
+    }
+
+    /// Receives exactly `len` payload bytes, handing each chunk to `write`. The
+    /// chunks come from the one buffer, in order. Fails with `UnexpectedEof` if the
+    /// stream ends first.
+    pub async fn receive_payload(&mut self, mut len: u64, mut write: impl FnMut(&[u8])) -> io::Result<()> {
+        while len > 0 {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                if self.fill().await? == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection"));
+                }
+            }
+            let take = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+            write(&self.buf[self.start..self.start + take]);
+            self.consume(take);
+            len -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Flushes and shuts down the writing half (the peer sees end of stream).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.writer.flush().await?;
+        self.writer.shutdown().await
+    }
+
+    pub fn into_parts(self) -> (R, W) {
+        (self.reader, self.writer)
+    }
+}

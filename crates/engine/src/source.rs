@@ -1,0 +1,306 @@
+//! `send`: the source side over a byte stream, reading local files and trees.
+//! Serves uploads (the client is the source) and `rscp -f` (the remote source).
+//!
+//! Mirrors OpenSSH's `source()`/`rsource()` (spec §3.1): symlinks are followed,
+//! directories are walked in readdir order, a file that shrinks or fails to read
+//! mid-transfer is zero-padded to its announced size and reported as failed. It
+//! differs where safer: a directory loop is detected and skipped rather than
+//! followed to the path-length limit, and a name holding a line feed is skipped
+//! with a message instead of being sent vis-encoded.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata, ReadDir};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rscp_proto::source::{Source, SourceEvent};
+use rscp_proto::{FileHeader, FileName, Message, Mode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::conn::{BUFFER_SIZE, Conn};
+use crate::error::{EngineError, Summary};
+use crate::fs;
+use crate::observer::Observer;
+
+/// How a source behaves: the remote command's flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceOptions {
+    /// `-r`: send directories as `D`…`E` trees.
+    pub recursive: bool,
+    /// `-p`: send a `T` record with each file's and directory's times.
+    pub preserve: bool,
+}
+
+/// A directory being sent: its remaining entries.
+#[derive(Debug)]
+struct OpenDir {
+    path: PathBuf,
+    entries: ReadDir,
+    id: (u64, u64),
+}
+
+/// Sends every operand (files, and trees with `-r`) to the peer, after its ready
+/// reply. Per-file problems are reported to both sides and counted; the copy goes
+/// on. Returns the error count, or why the session broke off.
+pub async fn send<R, W>(
+    conn: &mut Conn<R, W>,
+    operands: &[PathBuf],
+    options: SourceOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary, EngineError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut sender = Sender {
+        conn,
+        source: Source::new(),
+        observer,
+        options,
+        buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+        stack: Vec::new(),
+    };
+    if let SourceEvent::Refused(text) = sender.reply().await? {
+        // The sink refused to start (e.g. `-d` and no such directory).
+        sender.observer.remote_message(&text);
+        return Ok(Summary { errors: sender.source.error_count() });
+    }
+    for operand in operands {
+        sender.send_operand(operand).await?;
+        sender.drain_dirs().await?;
+    }
+    sender.flush().await?;
+    Ok(Summary { errors: sender.source.error_count() })
+}
+
+struct Sender<'a, R, W> {
+    conn: &'a mut Conn<R, W>,
+    source: Source,
+    observer: &'a mut dyn Observer,
+    options: SourceOptions,
+    buf: Box<[u8]>,
+    stack: Vec<OpenDir>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        self.source.poll_transmit(&mut self.conn.outgoing);
+        self.conn.send_outgoing().await?;
+        Ok(())
+    }
+
+    /// Flushes, then waits for the peer's answer to what was sent.
+    async fn reply(&mut self) -> Result<SourceEvent, EngineError> {
+        self.flush().await?;
+        loop {
+            if let Some(event) = self.source.poll_event() {
+                return Ok(event);
+            }
+            match self.source.handle_input(self.conn.buffered())? {
+                0 if self.conn.fill().await? == 0 => self.source.handle_eof()?,
+                0 => {}
+                n => self.conn.consume(n),
+            }
+        }
+    }
+
+    /// Sends `message`; true if the peer accepted it. A refusal's text is shown.
+    async fn exchange(&mut self, message: &Message) -> Result<bool, EngineError> {
+        self.source.send(message)?;
+        match self.reply().await? {
+            SourceEvent::Refused(text) => {
+                self.observer.remote_message(&text);
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Reports an entry that cannot be sent, to the user and to the peer.
+    async fn report(&mut self, text: String) -> Result<(), EngineError> {
+        self.observer.local_error(&text);
+        self.source.report_error(&text)?;
+        self.flush().await
+    }
+
+    async fn send_operand(&mut self, operand: &Path) -> Result<(), EngineError> {
+        let path = strip_trailing_slashes(operand);
+        let name = match operand_name(&path) {
+            Some(name) => name,
+            None => {
+                return self
+                    .report(format!("{}: not a file or directory name", fs::display_path(&path)))
+                    .await;
+            }
+        };
+        self.send_entry(&path, name).await
+    }
+
+    async fn send_entry(&mut self, path: &Path, name: FileName) -> Result<(), EngineError> {
+        if name.contains_newline() {
+            return self
+                .report(format!("{}: name contains a newline, skipped", fs::display_path(path)))
+                .await;
+        }
+        let (file, meta) = match fs::open_source(path) {
+            Ok(opened) => opened,
+            Err(e) => return self.report(fs::path_error(path, &e)).await,
+        };
+        if meta.is_file() {
+            self.send_file(path, name, file, &meta).await
+        } else if meta.is_dir() && self.options.recursive {
+            drop(file);
+            self.send_dir(path, name, &meta).await
+        } else {
+            self.report(format!("{}: not a regular file", fs::display_path(path))).await
+        }
+    }
+
+    async fn send_file(
+        &mut self,
+        path: &Path,
+        name: FileName,
+        mut file: File,
+        meta: &Metadata,
+    ) -> Result<(), EngineError> {
+        if self.options.preserve && !self.exchange(&Message::Times(fs::times_of(meta))).await? {
+            return Ok(());
+        }
+        let size = meta.len();
+        let header = FileHeader { mode: Mode::from_st_mode(meta.mode()), size, name };
+        if !self.exchange(&Message::File(header.clone())).await? {
+            return Ok(());
+        }
+        self.observer.file_started(&header.name, size);
+        let mut remaining = size;
+        let mut read_error: Option<io::Error> = None;
+        while remaining > 0 {
+            let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(self.buf.len());
+            let chunk = &mut self.buf[..n];
+            // After a read error the rest is zeros, so both sides stay in step (OpenSSH).
+            if read_error.is_none() {
+                match fs::read_full(&mut file, chunk) {
+                    Ok(got) if got == n => {}
+                    Ok(got) => {
+                        chunk[got..].fill(0);
+                        // A file that shrank: OpenSSH's atomicio reports EPIPE.
+                        read_error = Some(io::Error::from_raw_os_error(libc::EPIPE));
+                    }
+                    Err(e) => {
+                        chunk.fill(0);
+                        read_error = Some(e);
+                    }
+                }
+            } else {
+                chunk.fill(0);
+            }
+            self.conn.send_payload(&self.buf[..n]).await?;
+            self.observer.transferred(n as u64);
+            remaining -= n as u64;
+        }
+        let error_text = read_error.map(|e| fs::path_error(path, &e));
+        if let Some(text) = &error_text {
+            self.observer.local_error(text);
+        }
+        self.source.payload_sent(error_text.as_deref())?;
+        let ok = match self.reply().await? {
+            SourceEvent::Refused(text) => {
+                self.observer.remote_message(&text);
+                false
+            }
+            _ => error_text.is_none(),
+        };
+        self.observer.file_finished(ok);
+        Ok(())
+    }
+
+    async fn send_dir(&mut self, path: &Path, name: FileName, meta: &Metadata) -> Result<(), EngineError> {
+        let id = (meta.dev(), meta.ino());
+        if self.stack.iter().any(|dir| dir.id == id) {
+            // A symlink back to an ancestor: OpenSSH would recurse until PATH_MAX.
+            return self.report(format!("{}: directory loop, skipped", fs::display_path(path))).await;
+        }
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => return self.report(fs::path_error(path, &e)).await,
+        };
+        if self.options.preserve && !self.exchange(&Message::Times(fs::times_of(meta))).await? {
+            return Ok(());
+        }
+        let header = FileHeader { mode: Mode::from_st_mode(meta.mode()), size: 0, name };
+        if self.exchange(&Message::Dir(header)).await? {
+            self.stack.push(OpenDir { path: path.to_path_buf(), entries, id });
+        }
+        Ok(())
+    }
+
+    /// Sends the entries of every open directory, closing each with `E`.
+    async fn drain_dirs(&mut self) -> Result<(), EngineError> {
+        while let Some(dir) = self.stack.last_mut() {
+            match dir.entries.next() {
+                Some(Ok(entry)) => {
+                    let path = dir.path.join(entry.file_name());
+                    match FileName::new(entry.file_name().as_bytes()) {
+                        Ok(name) => self.send_entry(&path, name).await?,
+                        Err(_) => self.report(format!("{}: invalid name", fs::display_path(&path))).await?,
+                    }
+                }
+                Some(Err(e)) => {
+                    // Reading this directory failed: report it and close it.
+                    let text = fs::path_error(&dir.path, &e);
+                    self.stack.pop();
+                    self.report(text).await?;
+                    self.exchange(&Message::EndDir).await?;
+                }
+                None => {
+                    self.stack.pop();
+                    self.exchange(&Message::EndDir).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dir///` -> `dir`, but `/` stays `/` (OpenSSH strips trailing slashes).
+fn strip_trailing_slashes(path: &Path) -> PathBuf {
+    let bytes = path.as_os_str().as_bytes();
+    let end = bytes.iter().rposition(|&b| b != b'/').map_or(1.min(bytes.len()), |i| i + 1);
+    PathBuf::from(OsStr::from_bytes(&bytes[..end]))
+}
+
+/// The name an operand is sent under: its last component. For `.` and `..` (which
+/// OpenSSH sends as is, and every sink refuses) the real directory's name is used.
+fn operand_name(path: &Path) -> Option<FileName> {
+    let last = path.as_os_str().as_bytes().rsplit(|&b| b == b'/').next().unwrap_or_default();
+    match FileName::new(last) {
+        Ok(name) => Some(name),
+        Err(_) => {
+            let real = std::fs::canonicalize(path).ok()?;
+            FileName::new(real.file_name()?.as_bytes()).ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slashes() {
+        assert_eq!(strip_trailing_slashes(Path::new("dir///")), Path::new("dir"));
+        assert_eq!(strip_trailing_slashes(Path::new("/")), Path::new("/"));
+        assert_eq!(strip_trailing_slashes(Path::new("a/b")), Path::new("a/b"));
+    }
+
+    #[test]
+    fn operand_names() {
+        assert_eq!(operand_name(Path::new("a/b.txt")).map(|n| n.display()), Some("b.txt".into()));
+        assert_eq!(operand_name(Path::new("/")), None);
+        let here = std::env::current_dir().expect("cwd");
+        let expected = here.file_name().map(|n| n.to_string_lossy().into_owned());
+        assert_eq!(operand_name(Path::new(".")).map(|n| n.display()), expected);
+    }
+}

@@ -32,13 +32,15 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
         Ok(flags) => flags,
         Err(FlagError::Usage(message)) => {
             if let Some(message) = message {
-                eprintln!("{progname}: {message}");
+                // OpenSSH logs these through its log module: "\r\n" line end.
+                eprint!("{progname}: {message}\r\n");
             }
             eprint!("{}", flags::USAGE);
             return 1;
         }
         Err(FlagError::Fatal(message)) => {
-            eprintln!("{progname}: {message}");
+            // OpenSSH's fatal() logs to stderr with "\r\n" line ends.
+            eprint!("{progname}: {message}\r\n");
             return 255;
         }
     };

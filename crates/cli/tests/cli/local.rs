@@ -1,0 +1,161 @@
+//! Local-to-local copies: `rscp [-r] [-p] SRC... DEST`.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::*;
+
+/// A small tree with varied modes and times.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
+    fs::create_dir_all(root.join("empty dir/empty too")).expect("mkdir");
+    write_file(&root.join("empty"), b"", 0o640);
+    write_file(&root.join("one"), b"1", 0o600);
+    write_file(&root.join("sub/script.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    write_file(&root.join("sub/deeper/café ☕.txt"), "café\n".as_bytes(), 0o644);
+    write_file(&root.join("sub/-dash"), &pseudo_random(300_000, 7), 0o604);
+    let entries = [
+        "empty",
+        "one",
+        "sub/script.sh",
+        "sub/deeper/café ☕.txt",
+        "sub/-dash",
+        "sub/deeper",
+        "empty dir/empty too",
+        "empty dir",
+        "sub",
+    ];
+    for (i, p) in entries.iter().enumerate() {
+        let i = i as i64;
+        set_times(&root.join(p), 1_500_000_000 + i * 1000, 1_600_000_000 + i * 1000);
+    }
+    fs::set_permissions(root.join("empty dir"), std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .expect("chmod");
+}
+
+#[test]
+fn recursive_copy_with_p_keeps_everything() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    set_times(&src, 1_400_000_000, 1_450_000_000);
+    let before = settled_snapshot(&src);
+    let top = times_of(&src);
+    assert_eq!(top.0, 1_400_000_000);
+    let out = run(rscp(dir.path()).args(["-r", "-p", "src", "dst"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    assert_bytes(&out.stdout, b"", "stdout");
+    assert_same_tree(&src, &dir.path().join("dst"), Some(&before));
+    assert_eq!(times_of(&dir.path().join("dst")), top, "top directory times");
+
+    // Into an existing directory: lands in dst/src.
+    let before = settled_snapshot(&src);
+    let out = run(rscp(dir.path()).args(["-rp", "src", "dst"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    assert_same_tree(&src, &dir.path().join("dst/src"), Some(&before));
+}
+
+#[test]
+fn several_sources_into_a_directory() {
+    let dir = tempdir();
+    let d = dir.path();
+    write_file(&d.join("a"), b"aaa", 0o644);
+    write_file(&d.join("b"), b"", 0o600);
+    write_file(&d.join("c c"), b"c", 0o755);
+    fs::create_dir(d.join("dir")).expect("mkdir");
+    let out = run(rscp(d).args(["a", "b", "c c", "dir/"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    for (name, contents) in [("a", &b"aaa"[..]), ("b", b""), ("c c", b"c")] {
+        assert_eq!(fs::read(d.join("dir").join(name)).expect("copy"), contents, "{name}");
+    }
+    assert_eq!(mode_of(&d.join("dir/c c")), 0o755 & !umask(), "mode of a new file");
+}
+
+#[test]
+fn several_sources_into_a_non_directory_fail() {
+    let dir = tempdir();
+    let d = dir.path();
+    write_file(&d.join("a"), b"aaa", 0o644);
+    write_file(&d.join("b"), b"bbb", 0o644);
+    write_file(&d.join("notadir"), b"keep", 0o644);
+    let out = run(rscp(d).args(["a", "b", "notadir"]), b"");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr_text());
+    assert!(out.stderr_text().contains("notadir: Not a directory"), "stderr: {}", out.stderr_text());
+    assert_eq!(fs::read(d.join("notadir")).expect("notadir"), b"keep");
+
+    let out = run(rscp(d).args(["a", "b", "missing"]), b"");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr_text());
+    assert!(!d.join("missing").exists());
+}
+
+#[test]
+fn missing_source_is_reported_and_the_rest_copied() {
+    let dir = tempdir();
+    let d = dir.path();
+    write_file(&d.join("a"), b"aaa", 0o644);
+    write_file(&d.join("c"), b"ccc", 0o644);
+    fs::create_dir(d.join("dir")).expect("mkdir");
+    let out = run(rscp(d).args(["a", "nope", "c", "dir"]), b"");
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr_text(), "nope: No such file or directory\n");
+    assert_eq!(fs::read(d.join("dir/a")).expect("a"), b"aaa");
+    assert_eq!(fs::read(d.join("dir/c")).expect("c"), b"ccc");
+    assert!(!d.join("dir/nope").exists());
+}
+
+#[test]
+fn directory_without_r_is_refused() {
+    let dir = tempdir();
+    let d = dir.path();
+    fs::create_dir(d.join("srcdir")).expect("mkdir");
+    let out = run(rscp(d).args(["srcdir", "dst"]), b"");
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr_text(), "srcdir: not a regular file\n");
+    assert!(!d.join("dst").exists());
+}
+
+#[test]
+fn overwrite_is_atomic_and_keeps_the_mode_without_p() {
+    let dir = tempdir();
+    let d = dir.path();
+    write_file(&d.join("new"), b"new contents\n", 0o644);
+    set_times(&d.join("new"), MTIME, ATIME);
+    write_file(&d.join("old"), b"the old contents, longer than the new ones\n", 0o600);
+    let inode = fs::metadata(d.join("old")).expect("stat").ino();
+    // An open handle on the old file keeps seeing the old bytes: the new file
+    // was renamed over it, not written into it.
+    let mut held = fs::File::open(d.join("old")).expect("open old");
+
+    let out = run(rscp(d).args(["new", "old"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    assert_eq!(fs::read(d.join("old")).expect("old"), b"new contents\n");
+    assert_eq!(mode_of(&d.join("old")), 0o600, "existing file's mode kept without -p");
+    assert_ne!(fs::metadata(d.join("old")).expect("stat").ino(), inode, "replaced by rename");
+    let mut seen = String::new();
+    held.read_to_string(&mut seen).expect("read held");
+    assert_eq!(seen, "the old contents, longer than the new ones\n");
+    let mut names: Vec<_> =
+        fs::read_dir(d).expect("read_dir").map(|e| e.expect("entry").file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["new", "old"], "no temporary file left behind");
+
+    // With -p the source's mode and times win.
+    write_file(&d.join("old2"), b"x", 0o600);
+    let out = run(rscp(d).args(["-p", "new", "old2"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    assert_eq!(mode_of(&d.join("old2")), 0o644);
+    assert_eq!(times_of(&d.join("old2")), (MTIME, ATIME));
+}
+
+#[test]
+fn copy_without_p_does_not_keep_times() {
+    let dir = tempdir();
+    let d = dir.path();
+    write_file(&d.join("a"), b"a", 0o644);
+    set_times(&d.join("a"), MTIME, ATIME);
+    let out = run(rscp(d).args(["a", "b"]), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    assert_ne!(times_of(&d.join("b")).0, MTIME);
+}

@@ -162,7 +162,7 @@ impl Receiver<'_> {
             }
             if self.sink.wants_input() {
                 match self.sink.handle_input(conn.buffered())? {
-                    0 if conn.fill().await? == 0 => self.sink.handle_eof()?,
+                    0 if conn.fill().await? == 0 => self.sink.handle_eof(conn.buffered())?,
                     0 => {}
                     n => conn.consume(n),
                 }

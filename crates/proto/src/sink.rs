@@ -194,10 +194,13 @@ impl Sink {
         }
     }
 
-    /// Input: the peer closed the stream.
-    pub fn handle_eof(&mut self) -> Result<(), SinkError> {
+    /// Input: the peer closed the stream. `unconsumed` is what the driver still
+    /// holds of it: bytes left over mean a record was cut off, not a clean end.
+    pub fn handle_eof(&mut self, unconsumed: &[u8]) -> Result<(), SinkError> {
         match self.state {
-            State::Records { .. } if self.depth == 0 && self.pending_times.is_none() => {
+            State::Records { .. }
+                if self.depth == 0 && self.pending_times.is_none() && unconsumed.is_empty() =>
+            {
                 self.state = State::Finished;
                 self.events.push_back(SinkEvent::Finished);
                 Ok(())
@@ -413,14 +416,14 @@ mod tests {
                 break Ok(());
             }
             if pos >= input.len() {
-                if let Err(e) = sink.handle_eof() {
+                if let Err(e) = sink.handle_eof(&[]) {
                     break Err(e);
                 }
                 continue;
             }
             match sink.handle_input(&input[pos..]) {
                 Ok(0) => {
-                    if let Err(e) = sink.handle_eof() {
+                    if let Err(e) = sink.handle_eof(&input[pos..]) {
                         break Err(e);
                     }
                 }
@@ -673,6 +676,14 @@ mod tests {
     }
 
     #[test]
+    fn eof_inside_a_record_is_lost_connection() {
+        let (_, _, result) = run(SinkConfig::new(false), b"C0644 3 a.txt");
+        assert_eq!(result, Err(SinkError::LostConnection));
+        let (_, events, result) = run(SinkConfig::new(false), b"");
+        assert_eq!((events, result), (vec![SinkEvent::Finished], Ok(())));
+    }
+
+    #[test]
     fn source_read_error_is_counted_and_answered_once() {
         let (sent, events, result) =
             run(SinkConfig::new(false), b"C0644 3 a\n\0\0\0\x01scp: a: Broken pipe\n");
@@ -695,6 +706,6 @@ mod tests {
         sink.poll_transmit(&mut sent);
         assert_eq!(sent, b"\0\x01scp: d: Not a directory\n\x01scp: a: Permission denied\n");
         assert_eq!(sink.error_count(), 2);
-        assert_eq!(sink.handle_eof(), Ok(()));
+        assert_eq!(sink.handle_eof(b""), Ok(()));
     }
 }

@@ -99,7 +99,17 @@ pub fn encode_error(text: &str, out: &mut Vec<u8>) {
     out.push(1);
     out.extend_from_slice(b"scp: ");
     let room = MAX_LINE - 1 - b"scp: ".len() - 1;
-    out.extend(text.bytes().take(room).map(|b| if b == b'\n' { b' ' } else { b }));
+    let one_line = |b: u8| if b == b'\n' { b' ' } else { b };
+    let bytes = text.as_bytes();
+    if bytes.len() <= room {
+        out.extend(bytes.iter().copied().map(one_line));
+    } else {
+        // Too long (a huge path): cut the middle, keeping the reason at the end.
+        let keep = (room - 3) / 2;
+        out.extend(bytes[..keep].iter().copied().map(one_line));
+        out.extend_from_slice(b"...");
+        out.extend(bytes[bytes.len() - keep..].iter().copied().map(one_line));
+    }
     out.push(b'\n');
 }
 
@@ -330,8 +340,12 @@ mod tests {
         encode_error("a\nb", &mut out);
         assert_eq!(out, b"\x01scp: a b\n");
         let mut out = Vec::new();
-        encode_error(&"x".repeat(5000), &mut out);
-        assert_eq!(out.len(), MAX_LINE);
+        let long = format!("/{}: File name too long", "x".repeat(5000));
+        encode_error(&long, &mut out);
+        assert!(out.len() <= MAX_LINE);
+        assert!(out.starts_with(b"\x01scp: /xxx"));
+        assert!(out.ends_with(b"xxx: File name too long\n"));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
     }
 
     #[test]

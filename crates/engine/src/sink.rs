@@ -164,7 +164,10 @@ impl Receiver<'_> {
                 match self.sink.handle_input(conn.buffered())? {
                     0 if conn.fill().await? == 0 => self.sink.handle_eof(conn.buffered())?,
                     0 => {}
-                    n => conn.consume(n),
+                    n => {
+                        trace_record(&conn.buffered()[..n], observer);
+                        conn.consume(n);
+                    }
                 }
             }
         }
@@ -285,5 +288,13 @@ impl Receiver<'_> {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// OpenSSH's remote `-v` trace of each record the sink reads: `Sink: C0644 6 a.txt`.
+fn trace_record(line: &[u8], observer: &mut dyn Observer) {
+    if let [b'C' | b'D' | b'E' | b'T', ..] = line {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        observer.debug(&format!("Sink: {}", rscp_proto::display::escape(text)));
     }
 }

@@ -108,6 +108,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
 
     /// Sends `message`; true if the peer accepted it. A refusal's text is shown.
     async fn exchange(&mut self, message: &Message) -> Result<bool, EngineError> {
+        self.trace(message);
         self.source.send(message)?;
         match self.reply().await? {
             SourceEvent::Refused(text) => {
@@ -116,6 +117,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             }
             _ => Ok(true),
         }
+    }
+
+    /// OpenSSH's `-v` trace of what the source sends.
+    fn trace(&mut self, message: &Message) {
+        let what = match message {
+            Message::File(_) => "Sending file modes",
+            Message::Dir(_) => "Entering directory",
+            Message::Times(_) => "Sending file timestamps",
+            _ => return,
+        };
+        let mut line = Vec::new();
+        rscp_proto::wire::encode(message, &mut line);
+        line.pop();
+        self.observer.debug(&format!("{what}: {}", rscp_proto::display::escape(&line)));
     }
 
     /// Reports an entry that cannot be sent, to the user and to the peer.

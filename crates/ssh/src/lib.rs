@@ -1,3 +1,12 @@
-//! SSH transports for rscp: the native russh client, the `-S program` transport
-//! and `rscpd`'s server. Empty until the transport issue lands; russh types must
-//! never leave this crate.
+//! `rscp-ssh`: SSH transports for rscp. The native client (russh) with host-key
+//! verification, authentication and ssh_config; later the `-S program` transport
+//! and `rscpd`'s server. russh types never leave this crate: callers see
+//! `Remote` (a byte stream, the remote stderr and the exit status).
+
+pub mod client;
+pub mod config;
+pub mod known_hosts;
+pub mod remote;
+
+pub use client::{AddressFamily, AuthMethod, Client, ConnectOptions, HostKeyChecking, Prompter, SshError};
+pub use remote::{ExitStatus, Remote};

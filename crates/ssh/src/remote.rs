@@ -1,0 +1,151 @@
+//! `Remote`: one remote command's byte streams and exit status, whatever carried
+//! it (the native client's channel, later a `-S` program). The CLI and the engine
+//! see only this type; russh's channel types stay inside this crate.
+//!
+//! The remote's stderr is copied to our stderr with control characters escaped
+//! (CVE-2019-6110); it must never reach the protocol stream.
+
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use russh::ChannelMsg;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// The reading half: the remote command's stdout.
+#[derive(Debug)]
+pub struct RemoteReader {
+    chunks: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl AsyncRead for RemoteReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.current.is_empty() {
+            match ready!(self.chunks.poll_recv(cx)) {
+                Some(chunk) => self.current = chunk,
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.current.len().min(buf.remaining());
+        buf.put_slice(&self.current.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The writing half: the remote command's stdin. Shutting it down sends EOF.
+pub struct RemoteWriter(Pin<Box<dyn AsyncWrite + Send>>);
+
+impl std::fmt::Debug for RemoteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteWriter")
+    }
+}
+
+impl AsyncWrite for RemoteWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// How the remote command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(u32),
+    /// Killed by a signal, or the channel closed without a status.
+    Abnormal,
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// A running remote command.
+#[derive(Debug)]
+pub struct Remote {
+    pub reader: RemoteReader,
+    pub writer: RemoteWriter,
+    exit: oneshot::Receiver<ExitStatus>,
+}
+
+impl Remote {
+    /// Waits for the remote command to end and returns its status.
+    pub async fn finish(self) -> ExitStatus {
+        drop(self.writer);
+        self.exit.await.unwrap_or(ExitStatus::Abnormal)
+    }
+
+    /// Splits into the streams and a handle that yields the exit status.
+    pub fn into_parts(self) -> (RemoteReader, RemoteWriter, ExitWaiter) {
+        (self.reader, self.writer, ExitWaiter(self.exit))
+    }
+}
+
+/// Resolves to the remote command's exit status.
+#[derive(Debug)]
+pub struct ExitWaiter(oneshot::Receiver<ExitStatus>);
+
+impl ExitWaiter {
+    pub async fn wait(self) -> ExitStatus {
+        self.0.await.unwrap_or(ExitStatus::Abnormal)
+    }
+}
+
+/// Buffered chunks between the channel and the reader: enough to keep a large
+/// receive window busy without unbounded memory.
+const READ_QUEUE: usize = 64;
+
+/// Wraps an exec'd channel: a task pumps its messages into the reader, the
+/// remote's stderr onto ours (escaped), and its exit status into `finish`.
+pub(crate) fn from_channel<S>(channel: russh::Channel<S>) -> Remote
+where
+    S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    let (mut read_half, write_half) = channel.split();
+    let writer = RemoteWriter(Box::pin(write_half.make_writer()));
+    let (chunk_tx, chunk_rx) = mpsc::channel(READ_QUEUE);
+    let (exit_tx, exit_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut data = Some(chunk_tx);
+        let mut status = ExitStatus::Abnormal;
+        while let Some(message) = read_half.wait().await {
+            match message {
+                ChannelMsg::Data { data: chunk } => {
+                    if let Some(tx) = &data
+                        && tx.send(chunk).await.is_err()
+                    {
+                        // The reader is gone; keep draining for the exit status.
+                        data = None;
+                    }
+                }
+                ChannelMsg::ExtendedData { data: text, ext: 1 } => {
+                    let mut stderr = io::stderr().lock();
+                    let _ = stderr.write_all(rscp_proto::display::escape_text(&text).as_bytes());
+                }
+                ChannelMsg::Eof => data = None,
+                ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        drop(data);
+        let _ = exit_tx.send(status);
+    });
+    Remote { reader: RemoteReader { chunks: chunk_rx, current: Bytes::new() }, writer, exit: exit_rx }
+}

@@ -3,7 +3,7 @@
 //! copies get the same checks, atomic replacement and messages as remote ones.
 //! (OpenSSH runs `cp` instead.)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
@@ -21,7 +21,6 @@ pub fn run(flags: &Flags) -> i32 {
         return 1;
     };
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
-    let target = PathBuf::from(target);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -29,34 +28,37 @@ pub fn run(flags: &Flags) -> i32 {
             return 1;
         }
     };
+    let target_must_be_dir = sources.len() > 1;
+    if runtime.block_on(copy(flags, &sources, Path::new(target), target_must_be_dir)) { 0 } else { 1 }
+}
+
+/// Copies local `sources` to the local `target`; true if all went well.
+pub async fn copy(flags: &Flags, sources: &[PathBuf], target: &Path, target_must_be_dir: bool) -> bool {
     let (source_end, sink_end) = tokio::io::duplex(PIPE_SIZE);
     let source_options = SourceOptions { recursive: flags.recursive, preserve: flags.preserve };
     let sink_options = SinkOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,
-        target_must_be_dir: sources.len() > 1,
+        target_must_be_dir,
         inplace: flags.inplace,
         umask: fs::process_umask(),
         ..SinkOptions::default()
     };
-    let (sent, received) = runtime.block_on(async {
-        let sending = async {
-            let (r, w) = tokio::io::split(source_end);
-            let mut conn = Conn::new(r, w);
-            let result =
-                source::send(&mut conn, &sources, source_options, &mut ClientReport::default()).await;
-            let _ = conn.shutdown().await;
-            result
-        };
-        let receiving = async {
-            let (r, w) = tokio::io::split(sink_end);
-            let mut conn = Conn::new(r, w);
-            let result = sink::receive(&mut conn, &target, &sink_options, &mut ClientReport::default()).await;
-            let _ = conn.shutdown().await;
-            result
-        };
-        tokio::join!(sending, receiving)
-    });
+    let sending = async {
+        let (r, w) = tokio::io::split(source_end);
+        let mut conn = Conn::new(r, w);
+        let result = source::send(&mut conn, sources, source_options, &mut ClientReport::default()).await;
+        let _ = conn.shutdown().await;
+        result
+    };
+    let receiving = async {
+        let (r, w) = tokio::io::split(sink_end);
+        let mut conn = Conn::new(r, w);
+        let result = sink::receive(&mut conn, target, &sink_options, &mut ClientReport::default()).await;
+        let _ = conn.shutdown().await;
+        result
+    };
+    let (sent, received) = tokio::join!(sending, receiving);
     // Errors on one side show up on the other as a refusal or a cut stream; each
     // was printed where it happened.
     let ok = |result: &Result<Summary, EngineError>, report_error: bool| match result {
@@ -71,5 +73,5 @@ pub fn run(flags: &Flags) -> i32 {
     };
     let sink_ok = ok(&received, true);
     let source_ok = ok(&sent, sink_ok);
-    if sink_ok && source_ok { 0 } else { 1 }
+    sink_ok && source_ok
 }

@@ -6,9 +6,12 @@
 mod flags;
 mod local;
 mod operand;
+mod prompt;
+mod remote_copy;
 mod remote_end;
 mod report;
 mod stdio;
+mod transport;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -51,15 +54,22 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
         eprint!("{}", flags::USAGE);
         return 1;
     }
-    if flags.operands.iter().any(|o| operand::is_remote(o.as_bytes())) {
-        eprintln!(
-            "{progname}: copies to or from another host need the SSH transport, which this build does not have yet"
-        );
-        return 1;
-    }
     if flags.sftp || flags.sftp_server.is_some() || !flags.sftp_options.is_empty() {
         eprintln!("{progname}: SFTP mode (-s, -D, -X) is not supported yet");
         return 1;
+    }
+    if flags.operands.iter().any(|o| operand::is_remote(o.as_bytes())) {
+        let mut operands = Vec::with_capacity(flags.operands.len());
+        for arg in &flags.operands {
+            match operand::parse(arg) {
+                Ok(parsed) => operands.push(parsed),
+                Err(e) => {
+                    eprintln!("{progname}: {e}");
+                    return 1;
+                }
+            }
+        }
+        return remote_copy::run(&flags, operands);
     }
     local::run(&flags)
 }

@@ -53,7 +53,7 @@ fn resolve_overrides(host: &str, overrides: &Overrides, quiet: bool) -> Result<R
         eprintln!("rscp: ignoring unsupported ssh options: {}", host_config.unsupported.join(", "));
     }
     Ok(Route {
-        options: connect_options(&host_config)?,
+        options: connect_options(&host_config),
         proxy_jump: host_config.proxy_jump.clone(),
         proxy_command: host_config.proxy_command.clone(),
     })
@@ -84,7 +84,7 @@ fn parse_hop(hop: &str) -> Result<(Option<String>, String, Option<u16>), String>
 }
 
 /// Maps resolved ssh_config settings onto the client's options.
-pub fn connect_options(c: &HostConfig) -> Result<ConnectOptions, String> {
+pub fn connect_options(c: &HostConfig) -> ConnectOptions {
     let mut o = ConnectOptions::new(&c.host, c.port, &c.user);
     o.hostname = c.hostname.clone();
     o.host_key_name = c.host_key_alias.clone().unwrap_or_else(|| c.hostname.clone());
@@ -118,10 +118,13 @@ pub fn connect_options(c: &HostConfig) -> Result<ConnectOptions, String> {
     o.auth_methods = auth_methods(c);
     o.password_prompts = c.number_of_password_prompts;
     o.batch_mode = c.batch_mode;
-    o.ciphers = cipher_list(c.ciphers.as_deref())?;
+    o.ciphers = c.ciphers.clone();
+    o.kex_algorithms = c.kex_algorithms.clone();
+    o.macs = c.macs.clone();
+    o.host_key_algorithms = c.host_key_algorithms.clone();
     o.compression = c.compression;
     o.quiet = c.log_level == config::LogLevel::Quiet;
-    Ok(o)
+    o
 }
 
 /// The methods to try, in `PreferredAuthentications` order (ssh's default:
@@ -142,30 +145,6 @@ fn auth_methods(c: &HostConfig) -> Vec<AuthMethod> {
             _ => None,
         })
         .collect()
-}
-
-/// `Ciphers`/`-c`: a list replaces rscp's default order; `+list` appends to it,
-/// `-list` removes from it, `^list` puts first (ssh_config(5)).
-fn cipher_list(spec: Option<&str>) -> Result<Vec<String>, String> {
-    let Some(spec) = spec else { return Ok(Vec::new()) };
-    let default: Vec<String> = rscp_ssh::client::default_cipher_names();
-    let names = |list: &str| list.split(',').filter(|s| !s.is_empty()).map(String::from).collect::<Vec<_>>();
-    let list = match spec.as_bytes().first() {
-        Some(b'+') => default.into_iter().chain(names(&spec[1..])).collect(),
-        Some(b'-') => {
-            let removed = names(&spec[1..]);
-            default.into_iter().filter(|n| !removed.contains(n)).collect()
-        }
-        Some(b'^') => {
-            let first = names(&spec[1..]);
-            first.iter().cloned().chain(default.into_iter().filter(|n| !first.contains(n))).collect()
-        }
-        _ => names(spec),
-    };
-    if list.is_empty() {
-        return Err(format!("Bad SSH2 cipher spec '{spec}'."));
-    }
-    Ok(list)
 }
 
 /// Connects and authenticates through the route's proxies; the error text is
@@ -215,18 +194,5 @@ mod tests {
         assert_eq!(parse_hop("ssh://bob@[::1]:22"), Ok((Some("bob".into()), "::1".into(), Some(22))));
         assert!(parse_hop("jump:x").is_err());
         assert!(parse_hop("@:22").is_err());
-    }
-
-    #[test]
-    fn cipher_specs() {
-        let default = rscp_ssh::client::default_cipher_names();
-        assert_eq!(cipher_list(None), Ok(vec![]));
-        assert_eq!(cipher_list(Some("aes128-ctr")), Ok(vec!["aes128-ctr".to_string()]));
-        let minus = cipher_list(Some("-aes128-ctr")).expect("valid");
-        assert_eq!(minus.len(), default.len() - 1);
-        let caret = cipher_list(Some("^aes256-ctr")).expect("valid");
-        assert_eq!(caret[0], "aes256-ctr");
-        assert_eq!(caret.len(), default.len());
-        assert!(cipher_list(Some("")).is_err());
     }
 }

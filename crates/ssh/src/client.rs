@@ -88,8 +88,12 @@ pub struct ConnectOptions {
     pub password_prompts: u32,
     /// `BatchMode`: never prompt.
     pub batch_mode: bool,
-    /// `Ciphers`/`-c`: names in order of preference; empty for rscp's default.
-    pub ciphers: Vec<String>,
+    /// `Ciphers`/`-c`, `KexAlgorithms`, `MACs`, `HostKeyAlgorithms`: ssh_config
+    /// lists (`+`/`-`/`^` forms allowed); `None` for rscp's defaults.
+    pub ciphers: Option<String>,
+    pub kex_algorithms: Option<String>,
+    pub macs: Option<String>,
+    pub host_key_algorithms: Option<String>,
     pub compression: bool,
     /// `LogLevel` QUIET: no warnings.
     pub quiet: bool,
@@ -119,7 +123,10 @@ impl ConnectOptions {
             auth_methods: vec![AuthMethod::PublicKey, AuthMethod::KeyboardInteractive, AuthMethod::Password],
             password_prompts: 3,
             batch_mode: false,
-            ciphers: Vec::new(),
+            ciphers: None,
+            kex_algorithms: None,
+            macs: None,
+            host_key_algorithms: None,
             compression: false,
             quiet: false,
         }
@@ -358,38 +365,63 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream, 
 
 fn client_config(options: &ConnectOptions) -> Result<client::Config, SshError> {
     let mut preferred = Preferred::default();
-    let ciphers: Vec<cipher::Name> = if options.ciphers.is_empty() {
-        default_ciphers()
-    } else {
-        options
-            .ciphers
-            .iter()
-            .map(|name| {
-                cipher::Name::try_from(name.as_str())
-                    .map_err(|_| SshError::Config(format!("Unknown cipher type '{name}'")))
-            })
-            .collect::<Result<_, _>>()?
+    let names = |defaults: Vec<String>, spec: &Option<String>, what: &str| match spec {
+        None => Ok(defaults),
+        Some(spec) => algorithm_list(defaults, spec)
+            .ok_or_else(|| SshError::Config(format!("Bad SSH2 {what} '{spec}'."))),
     };
-    preferred.cipher = ciphers.into();
+    let bad = |what: &str, name: &str| SshError::Config(format!("Bad SSH2 {what} '{name}'."));
+    preferred.cipher = names(default_cipher_names(), &options.ciphers, "cipher spec")?
+        .iter()
+        .map(|n| cipher::Name::try_from(n.as_str()).map_err(|_| bad("cipher spec", n)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into();
+    let mut kex = names(default_kex_names(), &options.kex_algorithms, "KexAlgorithms")?
+        .iter()
+        .map(|n| russh::kex::Name::try_from(n.as_str()).map_err(|_| bad("KexAlgorithms", n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Always: extension negotiation and strict key exchange (the Terrapin fix).
+    kex.extend([russh::kex::EXTENSION_SUPPORT_AS_CLIENT, russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT]);
+    preferred.kex = kex.into();
+    if options.macs.is_some() {
+        let default_macs = preferred.mac.iter().map(|m| m.as_ref().to_string()).collect();
+        preferred.mac = names(default_macs, &options.macs, "Mac spec")?
+            .iter()
+            .map(|n| russh::mac::Name::try_from(n.as_str()).map_err(|_| bad("Mac spec", n)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+    }
+    let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
+    let default_keys: Vec<String> = preferred.key.iter().map(|a| a.as_str().to_string()).collect();
+    let mut keys_wanted = Vec::new();
+    let mut certs_wanted = Vec::new();
+    for name in names(default_keys, &options.host_key_algorithms, "host key algorithms")? {
+        let (plain, cert) = match name.strip_suffix("-cert-v01@openssh.com") {
+            Some(plain) => (plain.replace("ssh-rsa", "rsa-sha2-512"), true),
+            None => (name.clone(), false),
+        };
+        let algorithm = plain.parse::<keys::Algorithm>().map_err(|_| bad("host key algorithms", &name))?;
+        if cert { certs_wanted.push(algorithm) } else { keys_wanted.push(algorithm) }
+    }
     // Like ssh, ask first for the key types known_hosts already holds for this
     // host, so a server with several host keys shows one we can verify.
-    let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
     let known_types = known.known_types(&options.host_key_name, options.port);
-    if !known_types.is_empty() {
-        let is_known = |a: &keys::Algorithm| {
-            let family = if a.clone().is_rsa() { "ssh-rsa".to_string() } else { a.as_str().to_string() };
-            known_types.contains(&family)
-        };
-        let mut order: Vec<keys::Algorithm> = preferred.key.iter().filter(|a| is_known(a)).cloned().collect();
-        order.extend(preferred.key.iter().filter(|a| !is_known(a)).cloned());
-        preferred.key = order.into();
+    let is_known = |a: &keys::Algorithm| {
+        let family = if a.clone().is_rsa() { "ssh-rsa".to_string() } else { a.as_str().to_string() };
+        known_types.contains(&family)
+    };
+    keys_wanted.sort_by_key(|a| !is_known(a));
+    // Certificates only when a CA is trusted for the host (or asked for by name).
+    if certs_wanted.is_empty() && known.has_cert_authority(&options.host_key_name, options.port) {
+        certs_wanted = keys_wanted.clone();
     }
-    if options.compression {
-        preferred.compression =
-            vec![russh::compression::ZLIB, russh::compression::ZLIB_LEGACY, russh::compression::NONE].into();
+    preferred.key = keys_wanted.into();
+    preferred.host_key_certificates = certs_wanted.into();
+    preferred.compression = if options.compression {
+        vec![russh::compression::ZLIB, russh::compression::ZLIB_LEGACY, russh::compression::NONE].into()
     } else {
-        preferred.compression = vec![russh::compression::NONE].into();
-    }
+        vec![russh::compression::NONE].into()
+    };
     Ok(client::Config {
         window_size: WINDOW_SIZE,
         maximum_packet_size: MAX_PACKET,
@@ -401,11 +433,60 @@ fn client_config(options: &ConnectOptions) -> Result<client::Config, SshError> {
     })
 }
 
+/// ssh_config(5) algorithm lists: a plain list replaces the defaults; `+list`
+/// appends, `-list` removes (`*` and `?` patterns allowed), `^list` puts first.
+/// `None` if the result is empty.
+pub fn algorithm_list(defaults: Vec<String>, spec: &str) -> Option<Vec<String>> {
+    let split = |list: &str| list.split(',').filter(|s| !s.is_empty()).map(String::from).collect::<Vec<_>>();
+    let list: Vec<String> = match spec.as_bytes().first() {
+        Some(b'+') => {
+            let extra = split(&spec[1..]);
+            let mut list: Vec<String> = defaults.into_iter().filter(|n| !extra.contains(n)).collect();
+            list.extend(extra);
+            list
+        }
+        Some(b'-') => {
+            let removed = split(&spec[1..]);
+            defaults.into_iter().filter(|n| !removed.iter().any(|p| glob_match(p, n))).collect()
+        }
+        Some(b'^') => {
+            let first = split(&spec[1..]);
+            first.iter().cloned().chain(defaults.into_iter().filter(|n| !first.contains(n))).collect()
+        }
+        _ => split(spec),
+    };
+    (!list.is_empty()).then_some(list)
+}
+
+fn glob_match(pattern: &str, name: &str) -> bool {
+    rscp_proto::filter::fnmatch(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Key exchange methods offered by default, best first (what OpenSSH 9 offers
+/// that russh implements).
+fn default_kex_names() -> Vec<String> {
+    use russh::kex;
+    [
+        kex::MLKEM768X25519_SHA256,
+        kex::CURVE25519,
+        kex::CURVE25519_PRE_RFC_8731,
+        kex::ECDH_SHA2_NISTP256,
+        kex::ECDH_SHA2_NISTP384,
+        kex::ECDH_SHA2_NISTP521,
+        kex::DH_GEX_SHA256,
+        kex::DH_G16_SHA512,
+        kex::DH_G18_SHA512,
+        kex::DH_G14_SHA256,
+    ]
+    .iter()
+    .map(|n| n.as_ref().to_string())
+    .collect()
+}
+
 /// AES-GCM first where the CPU has AES instructions (it is then the fastest
 /// AEAD); otherwise ChaCha20-Poly1305. Then what OpenSSH 9 also offers.
 fn default_ciphers() -> Vec<cipher::Name> {
-    let aes = has_aes_instructions();
-    let mut list = if aes {
+    let mut list = if has_aes_instructions() {
         vec![cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::CHACHA20_POLY1305]
     } else {
         vec![cipher::CHACHA20_POLY1305, cipher::AES_128_GCM, cipher::AES_256_GCM]
@@ -823,4 +904,45 @@ async fn password(
         }
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn algorithm_list_forms() {
+        let defaults = list(&["a", "b", "c"]);
+        assert_eq!(algorithm_list(defaults.clone(), "x,y"), Some(list(&["x", "y"])));
+        assert_eq!(algorithm_list(defaults.clone(), "+x,a"), Some(list(&["b", "c", "x", "a"])));
+        assert_eq!(algorithm_list(defaults.clone(), "-b"), Some(list(&["a", "c"])));
+        assert_eq!(algorithm_list(defaults.clone(), "-*"), None);
+        assert_eq!(algorithm_list(defaults.clone(), "^c"), Some(list(&["c", "a", "b"])));
+        assert_eq!(algorithm_list(defaults, ""), None);
+    }
+
+    #[test]
+    fn bad_algorithm_names_are_errors() {
+        let mut options = ConnectOptions::new("h", 22, "u");
+        options.ciphers = Some("aes128-ctr,rot13".into());
+        assert_eq!(
+            client_config(&options).err().map(|e| e.to_string()),
+            Some("ssh: Bad SSH2 cipher spec 'rot13'.".into())
+        );
+        options.ciphers = Some("^aes128-ctr".into());
+        let config = client_config(&options).expect("valid");
+        assert_eq!(config.preferred.cipher.first().map(|c| c.as_ref()), Some("aes128-ctr"));
+        options.kex_algorithms = Some("curve25519-sha256".into());
+        let config = client_config(&options).expect("valid");
+        assert!(config.preferred.kex.iter().any(|k| k.as_ref() == "kex-strict-c-v00@openssh.com"));
+        options.host_key_algorithms = Some("ssh-ed25519-cert-v01@openssh.com,ssh-ed25519".into());
+        let config = client_config(&options).expect("valid");
+        assert_eq!(config.preferred.host_key_certificates.len(), 1);
+        options.macs = Some("hmac-md5".into());
+        assert!(client_config(&options).is_err());
+    }
 }

@@ -300,6 +300,12 @@ impl KnownHosts {
         }
     }
 
+    /// True if a `@cert-authority` line applies to the host: ssh then asks for a
+    /// host certificate first.
+    pub fn has_cert_authority(&self, host: &str, port: u16) -> bool {
+        self.for_host(host, port).any(|e| e.marker == Marker::CertAuthority)
+    }
+
     /// Key types listed (plain lines) for the host, in file order, without
     /// duplicates: `ssh` puts these first in its host-key algorithm proposal
     /// (`order_hostkeyalgs`) so that a known key is negotiated when possible.

@@ -56,6 +56,10 @@ pub struct Flags {
     pub sftp_options: Vec<OsString>,
     /// `--inplace`: write into existing files instead of renaming new ones over them.
     pub inplace: bool,
+    /// The options passed on to an ssh program (`-S`), in command-line order, as
+    /// OpenSSH passes them: `-4 -6 -A -C` verbatim, `-B` as `-oBatchmode=yes`,
+    /// `-c -F -i -J -o` with their values as separate words, `-v`, `-q`.
+    pub ssh_args: Vec<OsString>,
     pub operands: Vec<OsString>,
 }
 
@@ -128,6 +132,13 @@ fn escape_letter(letter: u8) -> String {
 
 fn set_flag(flags: &mut Flags, letter: u8) -> Result<(), FlagError> {
     match letter {
+        b'4' | b'6' | b'A' | b'C' | b'v' | b'q' => {
+            flags.ssh_args.push(format!("-{}", char::from(letter)).into())
+        }
+        b'B' => flags.ssh_args.push("-oBatchmode=yes".into()),
+        _ => {}
+    }
+    match letter {
         b'1' => {
             return Err(FlagError::Fatal("SSH protocol v.1 is no longer supported".into()));
         }
@@ -155,6 +166,10 @@ fn set_flag(flags: &mut Flags, letter: u8) -> Result<(), FlagError> {
 }
 
 fn set_value(flags: &mut Flags, letter: u8, value: OsString) -> Result<(), FlagError> {
+    if matches!(letter, b'c' | b'F' | b'i' | b'J' | b'o') {
+        flags.ssh_args.push(format!("-{}", char::from(letter)).into());
+        flags.ssh_args.push(value.clone());
+    }
     match letter {
         b'c' => flags.cipher = Some(value),
         b'D' => flags.sftp_server = Some(value),
@@ -273,6 +288,43 @@ mod tests {
         assert_eq!(f.port, Some(2222));
         assert_eq!(f.program.as_deref(), Some(OsStr::new("./wrap")));
         assert_eq!(f.sftp_options, ["buffer=32k"]);
+    }
+
+    #[test]
+    fn ssh_args_keep_command_line_order() {
+        let f = ok(&[
+            "-4",
+            "-A",
+            "-B",
+            "-C",
+            "-c",
+            "aes128-ctr",
+            "-F",
+            "/dev/null",
+            "-i",
+            "/tmp/k",
+            "-J",
+            "jump",
+        ]);
+        let f2 = ok(&["-oServerAliveInterval=5", "-q", "-P", "2222", "-l", "1000", "-rpv", "a", "b"]);
+        assert_eq!(
+            f.ssh_args,
+            [
+                "-4",
+                "-A",
+                "-oBatchmode=yes",
+                "-C",
+                "-c",
+                "aes128-ctr",
+                "-F",
+                "/dev/null",
+                "-i",
+                "/tmp/k",
+                "-J",
+                "jump"
+            ]
+        );
+        assert_eq!(f2.ssh_args, ["-o", "ServerAliveInterval=5", "-q", "-v"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod config;
 pub mod known_hosts;
+pub mod program;
 pub mod remote;
 
 pub use client::{AddressFamily, AuthMethod, Client, ConnectOptions, HostKeyChecking, Prompter, SshError};

@@ -15,27 +15,35 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
 /// The reading half: the remote command's stdout.
-#[derive(Debug)]
-pub struct RemoteReader {
-    chunks: mpsc::Receiver<Bytes>,
-    current: Bytes,
+pub enum RemoteReader {
+    /// Chunks pumped from an SSH channel.
+    Channel { chunks: mpsc::Receiver<Bytes>, current: Bytes },
+    /// Any other stream (an ssh program's stdout).
+    Stream(Pin<Box<dyn AsyncRead + Send>>),
+}
+
+impl std::fmt::Debug for RemoteReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteReader")
+    }
 }
 
 impl AsyncRead for RemoteReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.current.is_empty() {
-            match ready!(self.chunks.poll_recv(cx)) {
-                Some(chunk) => self.current = chunk,
-                None => return Poll::Ready(Ok(())),
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RemoteReader::Stream(stream) => stream.as_mut().poll_read(cx, buf),
+            RemoteReader::Channel { chunks, current } => {
+                while current.is_empty() {
+                    match ready!(chunks.poll_recv(cx)) {
+                        Some(chunk) => *current = chunk,
+                        None => return Poll::Ready(Ok(())),
+                    }
+                }
+                let n = current.len().min(buf.remaining());
+                buf.put_slice(&current.split_to(n));
+                Poll::Ready(Ok(()))
             }
         }
-        let n = self.current.len().min(buf.remaining());
-        buf.put_slice(&self.current.split_to(n));
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -85,6 +93,20 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// A remote command carried by any pair of streams (e.g. an ssh program's
+    /// pipes); `exit` resolves to its status.
+    pub(crate) fn from_streams(
+        reader: impl AsyncRead + Send + 'static,
+        writer: impl AsyncWrite + Send + 'static,
+        exit: oneshot::Receiver<ExitStatus>,
+    ) -> Remote {
+        Remote {
+            reader: RemoteReader::Stream(Box::pin(reader)),
+            writer: RemoteWriter(Box::pin(writer)),
+            exit,
+        }
+    }
+
     /// Waits for the remote command to end and returns its status.
     pub async fn finish(self) -> ExitStatus {
         drop(self.writer);
@@ -147,5 +169,9 @@ where
         drop(data);
         let _ = exit_tx.send(status);
     });
-    Remote { reader: RemoteReader { chunks: chunk_rx, current: Bytes::new() }, writer, exit: exit_rx }
+    Remote {
+        reader: RemoteReader::Channel { chunks: chunk_rx, current: Bytes::new() },
+        writer,
+        exit: exit_rx,
+    }
 }

@@ -14,7 +14,8 @@ use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Summary, fs};
 use rscp_proto::command::{self, Direction};
 use rscp_proto::filter::{self, NameFilter};
-use rscp_ssh::Client;
+use rscp_ssh::program::{self, ProgramCall};
+use rscp_ssh::{Client, Remote};
 
 use crate::flags::Flags;
 use crate::operand::{Operand, RemotePath};
@@ -35,8 +36,7 @@ pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
         match target {
             Operand::Remote(target) => {
                 if sources.iter().any(|s| matches!(s, Operand::Remote(_))) {
-                    eprintln!("rscp: copies between two remote hosts (-3, -R) are not supported yet");
-                    return false;
+                    return remote_to_remote(flags, sources, target).await;
                 }
                 let locals: Vec<PathBuf> = sources
                     .iter()
@@ -69,7 +69,40 @@ fn remote_flags(flags: &Flags, target_dir: bool) -> command::Flags {
     }
 }
 
-async fn open(flags: &Flags, remote: &RemotePath) -> Option<Client> {
+/// Where remote commands run: the native SSH client, or an ssh program (`-S`)
+/// started once per command, as OpenSSH does.
+enum Session {
+    Native(Client),
+    Program { program: OsString, call: ProgramCall },
+}
+
+impl Session {
+    async fn exec(&self, command: &[u8]) -> Result<Remote, String> {
+        match self {
+            Session::Native(client) => client.exec(command).await.map_err(|e| e.to_string()),
+            Session::Program { program, call } => program::spawn(program, call, command)
+                .map_err(|e| format!("rscp: {}: {}", program.to_string_lossy(), fs::errno_text(&e))),
+        }
+    }
+
+    async fn close(self) {
+        if let Session::Native(client) = self {
+            client.close().await;
+        }
+    }
+}
+
+async fn open(flags: &Flags, remote: &RemotePath) -> Option<Session> {
+    if let Some(program) = &flags.program {
+        let call = ProgramCall {
+            ssh_args: flags.ssh_args.clone(),
+            port: remote.port.or(flags.port),
+            user: remote.user.clone(),
+            batch_mode: false,
+            host: remote.host.clone(),
+        };
+        return Some(Session::Program { program: program.clone(), call });
+    }
     let route = match transport::resolve(flags, remote) {
         Ok(route) => route,
         Err(e) => {
@@ -80,7 +113,19 @@ async fn open(flags: &Flags, remote: &RemotePath) -> Option<Client> {
     let o = &route.options;
     debug(flags, &format!("Connecting to {} port {} as {}", o.hostname, o.port, o.user));
     match transport::connect(flags, &route).await {
-        Ok(client) => Some(client),
+        Ok(client) => Some(Session::Native(client)),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+/// Runs `command` in the session, printing why not if it cannot start.
+async fn exec(flags: &Flags, session: &Session, command: &[u8]) -> Option<Remote> {
+    debug(flags, &format!("Sending command: {}", String::from_utf8_lossy(command)));
+    match session.exec(command).await {
+        Ok(remote) => Some(remote),
         Err(e) => {
             eprintln!("{e}");
             None
@@ -92,16 +137,12 @@ async fn open(flags: &Flags, remote: &RemotePath) -> Option<Client> {
 async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool {
     // OpenSSH 9.4+ checks local sources exist before connecting... only when all
     // fail would that matter; the engine reports each missing one in turn.
-    let Some(client) = open(flags, target).await else { return false };
+    let Some(session) = open(flags, target).await else { return false };
     let line =
         command::build("scp", Direction::Sink, &remote_flags(flags, sources.len() > 1), &[&target.path]);
-    debug(flags, &format!("Sending command: {}", String::from_utf8_lossy(&line)));
-    let remote = match client.exec(&line).await {
-        Ok(remote) => remote,
-        Err(e) => {
-            eprintln!("{e}");
-            return false;
-        }
+    let Some(remote) = exec(flags, &session, &line).await else {
+        session.close().await;
+        return false;
     };
     let (reader, writer, exit) = remote.into_parts();
     let mut conn = Conn::new(reader, writer);
@@ -111,7 +152,7 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     let _ = conn.shutdown().await;
     drop(conn);
     let status = exit.wait().await;
-    client.close().await;
+    session.close().await;
     finished(result) && status.success()
 }
 
@@ -127,7 +168,7 @@ async fn download_all(flags: &Flags, sources: &[Operand], target: &OsString) -> 
     let mut ok = true;
     // The open session and the destination it reaches (user, host, URI port).
     type Destination = (Option<String>, String, Option<u16>);
-    let mut session: Option<(Client, Destination)> = None;
+    let mut session: Option<(Session, Destination)> = None;
     for source in sources {
         let remote = match source {
             Operand::Remote(remote) => remote,
@@ -143,26 +184,26 @@ async fn download_all(flags: &Flags, sources: &[Operand], target: &OsString) -> 
                 old.close().await;
             }
             match open(flags, remote).await {
-                Some(client) => session = Some((client, key)),
+                Some(opened) => session = Some((opened, key)),
                 None => {
                     ok = false;
                     continue;
                 }
             }
         }
-        if let Some((client, _)) = &session {
-            ok &= download(flags, client, remote, &target, several).await;
+        if let Some((opened, _)) = &session {
+            ok &= download(flags, opened, remote, &target, several).await;
         }
     }
-    if let Some((client, _)) = session {
-        client.close().await;
+    if let Some((opened, _)) = session {
+        opened.close().await;
     }
     ok
 }
 
 async fn download(
     flags: &Flags,
-    client: &Client,
+    session: &Session,
     remote: &RemotePath,
     target: &std::path::Path,
     several: bool,
@@ -188,14 +229,7 @@ async fn download(
         }
     };
     let line = command::build("scp", Direction::Source, &remote_flags(flags, false), &paths);
-    debug(flags, &format!("Sending command: {}", String::from_utf8_lossy(&line)));
-    let remote = match client.exec(&line).await {
-        Ok(remote) => remote,
-        Err(e) => {
-            eprintln!("{e}");
-            return false;
-        }
-    };
+    let Some(remote) = exec(flags, session, &line).await else { return false };
     let (reader, writer, exit) = remote.into_parts();
     let mut conn = Conn::new(reader, writer);
     let options = SinkOptions {
@@ -213,6 +247,125 @@ async fn download(
     drop(conn);
     let status = exit.wait().await;
     finished(result) && status.success()
+}
+
+/// Remote sources to a remote target: through this host (`-3`, the default, as
+/// OpenSSH 8.7+), or directly (`-R`: the source host runs scp itself).
+async fn remote_to_remote(flags: &Flags, sources: &[Operand], target: &RemotePath) -> bool {
+    let several = sources.len() > 1;
+    let mut ok = true;
+    for source in sources {
+        ok &= match source {
+            Operand::Local(path) => upload(flags, &[PathBuf::from(path)], target).await,
+            Operand::Remote(source) if flags.remote_direct => direct(flags, source, target, several).await,
+            Operand::Remote(source) => relay(flags, source, target, several).await,
+        };
+    }
+    ok
+}
+
+/// `-3`: `scp -f` on the source host and `scp -t` on the target host, with every
+/// byte relayed through here, as OpenSSH's legacy relay does. The target's sink
+/// applies its own name rules; no pattern check is possible without parsing.
+async fn relay(flags: &Flags, source: &RemotePath, target: &RemotePath, several: bool) -> bool {
+    let paths = match filter::expand_braces(&source.path) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("rscp: {e}");
+            return false;
+        }
+    };
+    let paths: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    let Some(to) = open(flags, target).await else { return false };
+    let Some(from) = open(flags, source).await else {
+        to.close().await;
+        return false;
+    };
+    let sink_line = command::build("scp", Direction::Sink, &remote_flags(flags, several), &[&target.path]);
+    let source_line = command::build("scp", Direction::Source, &remote_flags(flags, false), &paths);
+    let ok = match (exec(flags, &to, &sink_line).await, exec(flags, &from, &source_line).await) {
+        (Some(sink), Some(source_end)) => pump(sink, source_end).await,
+        _ => false,
+    };
+    to.close().await;
+    from.close().await;
+    ok
+}
+
+/// Relays bytes both ways between a remote sink and a remote source until both
+/// are done; true if both exited 0.
+async fn pump(sink: Remote, source: Remote) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let (mut sink_reader, mut sink_writer, sink_exit) = sink.into_parts();
+    let (mut source_reader, mut source_writer, source_exit) = source.into_parts();
+    let forward = async {
+        let copied = tokio::io::copy(&mut source_reader, &mut sink_writer).await;
+        let _ = sink_writer.shutdown().await;
+        copied
+    };
+    let backward = async {
+        let copied = tokio::io::copy(&mut sink_reader, &mut source_writer).await;
+        let _ = source_writer.shutdown().await;
+        copied
+    };
+    let (forward, backward) = tokio::join!(forward, backward);
+    drop((sink_reader, sink_writer, source_reader, source_writer));
+    let (sink_status, source_status) = tokio::join!(sink_exit.wait(), source_exit.wait());
+    forward.is_ok() && backward.is_ok() && sink_status.success() && source_status.success()
+}
+
+/// `-R`: the source host copies to the target itself: `scp [flags] SRC
+/// [user@]host:TARGET` runs there, every word quoted (OpenSSH pastes them raw).
+async fn direct(flags: &Flags, source: &RemotePath, target: &RemotePath, several: bool) -> bool {
+    if target.port.is_some() {
+        eprintln!("rscp: target port not supported with two remote hosts and the -R option");
+        return false;
+    }
+    let Some(session) = open(flags, source).await else { return false };
+    let line = direct_command(flags, source, target, several);
+    let Some(remote) = exec(flags, &session, &line).await else {
+        session.close().await;
+        return false;
+    };
+    let (mut reader, writer, exit) = remote.into_parts();
+    drop(writer);
+    // The remote scp's own output (its progress meter, if any) is passed on.
+    let _ = tokio::io::copy(&mut reader, &mut tokio::io::stdout()).await;
+    let status = exit.wait().await;
+    session.close().await;
+    status.success()
+}
+
+/// `scp[ -v][ -r][ -p][ -d] SRC [user@]host:TARGET`, as OpenSSH builds it for
+/// `-R`, with both operands quoted for the remote shell.
+fn direct_command(flags: &Flags, source: &RemotePath, target: &RemotePath, several: bool) -> Vec<u8> {
+    let mut line = b"scp".to_vec();
+    for (set, flag) in
+        [(flags.verbose > 0, " -v"), (flags.recursive, " -r"), (flags.preserve, " -p"), (several, " -d")]
+    {
+        if set {
+            line.extend_from_slice(flag.as_bytes());
+        }
+    }
+    let source_path: &[u8] = if source.path.is_empty() { b"." } else { &source.path };
+    let mut destination = Vec::new();
+    if let Some(user) = &target.user {
+        destination.extend_from_slice(user.as_bytes());
+        destination.push(b'@');
+    }
+    if target.host.contains(':') {
+        destination.extend_from_slice(format!("[{}]", target.host).as_bytes());
+    } else {
+        destination.extend_from_slice(target.host.as_bytes());
+    }
+    destination.push(b':');
+    destination.extend_from_slice(&target.path);
+    line.extend_from_slice(b" --");
+    for word in [source_path, &destination] {
+        line.push(b' ');
+        line.extend_from_slice(&command::quote_path(word));
+    }
+    line
 }
 
 /// Prints why a session broke off (what OpenSSH prints locally), except

@@ -146,7 +146,8 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     };
     let (reader, writer, exit) = remote.into_parts();
     let mut conn = Conn::new(reader, writer);
-    let options = SourceOptions { recursive: flags.recursive, preserve: flags.preserve };
+    let options =
+        SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
     let mut report = ClientReport { show_remote: true };
     let result = source::send(&mut conn, sources, options, &mut report).await;
     let _ = conn.shutdown().await;
@@ -237,6 +238,7 @@ async fn download(
         preserve: flags.preserve,
         target_must_be_dir: several,
         inplace: flags.inplace,
+        limit_kbits: flags.limit_kbps,
         umask: fs::process_umask(),
         filter,
         ..SinkOptions::default()

@@ -48,7 +48,11 @@ pub fn run(flags: &Flags, end: RemoteEnd) -> i32 {
                 sink::receive(&mut conn, &paths[0], &options, &mut report).await
             }
             RemoteEnd::Source => {
-                let options = SourceOptions { recursive: flags.recursive, preserve: flags.preserve };
+                let options = SourceOptions {
+                    recursive: flags.recursive,
+                    preserve: flags.preserve,
+                    limit_kbits: flags.limit_kbps,
+                };
                 source::send(&mut conn, &paths, options, &mut report).await
             }
         };

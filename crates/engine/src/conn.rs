@@ -8,6 +8,8 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::limit::{LIMITED_CHUNK, Limiter};
+
 /// Size of the receive buffer, and of payload chunks.
 pub const BUFFER_SIZE: usize = 256 * 1024;
 
@@ -102,10 +104,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         result
     }
 
-    /// Receives exactly `len` payload bytes, handing each chunk to `write`. The
-    /// chunks come from the one buffer, in order. Fails with `UnexpectedEof` if the
+    /// Receives exactly `len` payload bytes, handing each chunk to `write`, paced
+    /// by `limiter` if given. The chunks come from the one buffer, in order. Fails with `UnexpectedEof` if the
     /// stream ends first.
-    pub async fn receive_payload(&mut self, mut len: u64, mut write: impl FnMut(&[u8])) -> io::Result<()> {
+    pub async fn receive_payload(
+        &mut self,
+        mut len: u64,
+        mut limiter: Option<&mut Limiter>,
+        mut write: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
         while len > 0 {
             if self.start == self.end {
                 self.start = 0;
@@ -114,10 +121,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection"));
                 }
             }
-            let take = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+            let mut take = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+            if limiter.is_some() {
+                take = take.min(LIMITED_CHUNK);
+            }
             write(&self.buf[self.start..self.start + take]);
             self.consume(take);
             len -= take as u64;
+            if let Some(limiter) = limiter.as_deref_mut() {
+                limiter.consume(take).await;
+            }
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::conn::Conn;
 use crate::error::{EngineError, Summary};
 use crate::fs::{self, DirEntry, IncomingFile};
+use crate::limit::Limiter;
 use crate::observer::Observer;
 
 /// How a sink behaves; the remote command's flags, plus local policy.
@@ -32,6 +33,8 @@ pub struct SinkOptions {
     pub inplace: bool,
     /// Applied to received modes of new files and directories without `-p`.
     pub umask: u32,
+    /// `-l`: payload rate limit in Kbit/s.
+    pub limit_kbits: Option<u64>,
     /// Top-level names to accept (CVE-2019-6111); `None` for a remote sink or `-T`.
     pub filter: Option<NameFilter>,
     pub max_depth: usize,
@@ -44,6 +47,7 @@ impl Default for SinkOptions {
             preserve: false,
             target_must_be_dir: false,
             inplace: false,
+            limit_kbits: None,
             umask: 0o022,
             filter: None,
             max_depth: DEFAULT_MAX_DEPTH,
@@ -104,6 +108,7 @@ where
         dirs: Vec::new(),
         received: None,
         local_errors: 0,
+        limiter: options.limit_kbits.map(Limiter::from_kbits),
     };
     let result = receiver.run(conn, observer).await;
     // Whatever happened, the peer gets the replies the sink queued (an error reply).
@@ -138,6 +143,7 @@ struct Receiver<'a> {
     dirs: Vec<EnteredDir>,
     received: Option<ReceivedFile>,
     local_errors: u32,
+    limiter: Option<Limiter>,
 }
 
 impl Receiver<'_> {
@@ -244,7 +250,7 @@ impl Receiver<'_> {
                 observer.file_started(&header.name, header.size);
                 // On the first write error keep draining, to stay in step (OpenSSH).
                 let mut write_error = None;
-                conn.receive_payload(header.size, |chunk| {
+                conn.receive_payload(header.size, self.limiter.as_mut(), |chunk| {
                     if write_error.is_none() {
                         write_error = file.write_chunk(chunk).err();
                     }

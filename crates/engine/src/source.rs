@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::conn::{BUFFER_SIZE, Conn};
 use crate::error::{EngineError, Summary};
 use crate::fs;
+use crate::limit::{LIMITED_CHUNK, Limiter};
 use crate::observer::Observer;
 
 /// How a source behaves: the remote command's flags.
@@ -31,6 +32,8 @@ pub struct SourceOptions {
     pub recursive: bool,
     /// `-p`: send a `T` record with each file's and directory's times.
     pub preserve: bool,
+    /// `-l`: payload rate limit in Kbit/s.
+    pub limit_kbits: Option<u64>,
 }
 
 /// A directory being sent: its remaining entries.
@@ -61,6 +64,7 @@ where
         options,
         buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
         stack: Vec::new(),
+        limiter: options.limit_kbits.map(Limiter::from_kbits),
     };
     if let SourceEvent::Refused(text) = sender.reply().await? {
         // The sink refused to start (e.g. `-d` and no such directory).
@@ -82,6 +86,7 @@ struct Sender<'a, R, W> {
     options: SourceOptions,
     buf: Box<[u8]>,
     stack: Vec<OpenDir>,
+    limiter: Option<Limiter>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
@@ -192,7 +197,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         let mut remaining = size;
         let mut read_error: Option<io::Error> = None;
         while remaining > 0 {
-            let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(self.buf.len());
+            let chunk_size = if self.limiter.is_some() { LIMITED_CHUNK } else { self.buf.len() };
+            let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk_size);
             let chunk = &mut self.buf[..n];
             // After a read error the rest is zeros, so both sides stay in step (OpenSSH).
             if read_error.is_none() {
@@ -214,6 +220,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             self.conn.send_payload(&self.buf[..n]).await?;
             self.observer.transferred(n as u64);
             remaining -= n as u64;
+            if let Some(limiter) = self.limiter.as_mut() {
+                limiter.consume(n).await;
+            }
         }
         let error_text = read_error.map(|e| fs::path_error(path, &e));
         if let Some(text) = &error_text {

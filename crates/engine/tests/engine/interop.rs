@@ -152,7 +152,7 @@ fn assert_same_tree(expected: &BTreeMap<PathBuf, Node>, got: &Path, modes: Modes
 }
 
 fn source_options(preserve: bool) -> SourceOptions {
-    SourceOptions { recursive: true, preserve }
+    SourceOptions { recursive: true, preserve, limit_kbits: None }
 }
 
 /// Our `send` into OpenSSH's `scp -t [-p] -r`.
@@ -245,8 +245,13 @@ async fn single_files_both_ways() {
     let ops = operands.clone();
     let summary = with_scp(&scp, &args(&["-p", "-d", "-t"], up.path()), |mut conn| async move {
         let mut obs = Recorder::default();
-        let r =
-            source::send(&mut conn, &ops, SourceOptions { recursive: false, preserve: true }, &mut obs).await;
+        let r = source::send(
+            &mut conn,
+            &ops,
+            SourceOptions { recursive: false, preserve: true, limit_kbits: None },
+            &mut obs,
+        )
+        .await;
         drop(conn);
         r.unwrap_or_else(|e| panic!("send: {e} ({obs:?})"))
     })

@@ -14,7 +14,10 @@ use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Summary, fs};
 use rscp_proto::command::{self, Direction};
 use rscp_proto::filter::{self, NameFilter};
+use rscp_proto::sink::SinkError;
+use rscp_proto::source::SourceError;
 use rscp_ssh::program::{self, ProgramCall};
+use rscp_ssh::remote::{ExitWaiter, RemoteReader, RemoteWriter};
 use rscp_ssh::{Client, Remote};
 
 use crate::flags::Flags;
@@ -140,21 +143,24 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     let Some(session) = open(flags, target).await else { return false };
     let line =
         command::build("scp", Direction::Sink, &remote_flags(flags, sources.len() > 1), &[&target.path]);
-    let Some(remote) = exec(flags, &session, &line).await else {
-        session.close().await;
-        return false;
-    };
-    let (reader, writer, exit) = remote.into_parts();
-    let mut conn = Conn::new(reader, writer);
     let options =
         SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
     let mut report = ClientReport { show_remote: true };
-    let result = source::send(&mut conn, sources, options, &mut report).await;
-    let _ = conn.shutdown().await;
-    drop(conn);
-    let status = exit.wait().await;
+    let mut skip_banner = false;
+    let ok = loop {
+        let Some((mut conn, exit)) = start(flags, &session, &line, skip_banner).await else { break false };
+        let result = source::send(&mut conn, sources, options, &mut report).await;
+        let _ = conn.shutdown().await;
+        drop(conn);
+        let status = exit.wait().await;
+        if !skip_banner && banner(&result) {
+            skip_banner = true;
+            continue;
+        }
+        break finished(result) && status.success();
+    };
     session.close().await;
-    finished(result) && status.success()
+    ok
 }
 
 /// Remote sources to a local target: one `scp -f` per source, one connection per
@@ -230,9 +236,6 @@ async fn download(
         }
     };
     let line = command::build("scp", Direction::Source, &remote_flags(flags, false), &paths);
-    let Some(remote) = exec(flags, session, &line).await else { return false };
-    let (reader, writer, exit) = remote.into_parts();
-    let mut conn = Conn::new(reader, writer);
     let options = SinkOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,
@@ -244,11 +247,79 @@ async fn download(
         ..SinkOptions::default()
     };
     let mut report = ClientReport { show_remote: true };
-    let result = sink::receive(&mut conn, target, &options, &mut report).await;
-    let _ = conn.shutdown().await;
-    drop(conn);
-    let status = exit.wait().await;
-    finished(result) && status.success()
+    let mut skip_banner = false;
+    loop {
+        let Some((mut conn, exit)) = start(flags, session, &line, skip_banner).await else { return false };
+        let result = sink::receive(&mut conn, target, &options, &mut report).await;
+        let _ = conn.shutdown().await;
+        drop(conn);
+        let status = exit.wait().await;
+        if !skip_banner && banner(&result) {
+            skip_banner = true;
+            continue;
+        }
+        return finished(result) && status.success();
+    }
+}
+
+/// True if the remote shell printed text where the protocol's first byte
+/// belongs: a login banner (spec §6), which OpenSSH reports as an error.
+fn banner(result: &Result<Summary, EngineError>) -> bool {
+    matches!(
+        result,
+        Err(EngineError::Sink(SinkError::ShellMessage(_)) | EngineError::Source(SourceError::ShellMessage(_)))
+    )
+}
+
+/// The longest banner skipped before giving up.
+const MAX_BANNER: usize = 64 * 1024;
+
+/// Runs `line` and returns the protocol stream. With `skip_banner`, the command
+/// first prints a unique marker line, and everything before it (what the login
+/// shell printed) is read, shown in one escaped warning line, and dropped.
+async fn start(
+    flags: &Flags,
+    session: &Session,
+    line: &[u8],
+    skip_banner: bool,
+) -> Option<(Conn<RemoteReader, RemoteWriter>, ExitWaiter)> {
+    if !skip_banner {
+        let (reader, writer, exit) = exec(flags, session, line).await?.into_parts();
+        return Some((Conn::new(reader, writer), exit));
+    }
+    let nonce =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let marker = format!("rscp-start-{}-{nonce:x}", std::process::id());
+    let mut wrapped = format!("printf '%s\\n' {marker}; exec ").into_bytes();
+    wrapped.extend_from_slice(line);
+    let (mut reader, writer, exit) = exec(flags, session, &wrapped).await?.into_parts();
+    let mut seen = Vec::new();
+    let needle = format!("{marker}\n").into_bytes();
+    let found = loop {
+        if let Some(at) = seen.windows(needle.len()).position(|w| w == needle.as_slice()) {
+            break Some(at);
+        }
+        if seen.len() > MAX_BANNER {
+            break None;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::io::AsyncReadExt::read(&mut reader, &mut chunk).await {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let Some(at) = found else {
+        eprintln!("rscp: the remote shell printed text before scp and no start marker followed");
+        return None;
+    };
+    let text = String::from_utf8_lossy(&seen[..at]);
+    if !flags.quiet {
+        eprintln!(
+            "rscp: warning: skipped what the remote shell printed before scp started: {}",
+            rscp_proto::display::escape(text.trim_end().as_bytes())
+        );
+    }
+    Some((Conn::with_buffered(reader, writer, &seen[at + needle.len()..]), exit))
 }
 
 /// Remote sources to a remote target: through this host (`-3`, the default, as

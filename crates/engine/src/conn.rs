@@ -39,6 +39,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
     }
 
+    /// A connection whose first bytes were already read from `reader` (e.g.
+    /// while skipping a shell banner); they are delivered first.
+    pub fn with_buffered(reader: R, writer: W, initial: &[u8]) -> Self {
+        let mut conn = Conn::new(reader, writer);
+        let n = initial.len().min(conn.buf.len());
+        conn.buf[..n].copy_from_slice(&initial[..n]);
+        conn.end = n;
+        conn
+    }
+
     /// Bytes received and not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]

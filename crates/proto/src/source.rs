@@ -44,8 +44,11 @@ pub enum SourceEvent {
 pub enum SourceError {
     /// The peer's reply was malformed.
     PeerMisbehaved(WireError),
-    /// The peer sent `\2<text>`, or a line where a reply belongs (a shell banner).
+    /// The peer sent `\2<text>`, or a line where a later reply belongs.
     PeerFatal(Vec<u8>),
+    /// The peer's very first reply was a line of text, not `\0`/`\1`/`\2`: what
+    /// a remote login shell prints before scp starts (a banner).
+    ShellMessage(Vec<u8>),
     /// The stream ended while a reply was awaited.
     LostConnection,
     /// The driver called a method out of order (a bug in the driver, not the peer).
@@ -56,7 +59,9 @@ impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceError::PeerMisbehaved(e) => e.fmt(f),
-            SourceError::PeerFatal(text) => f.write_str(&crate::display::escape(text)),
+            SourceError::PeerFatal(text) | SourceError::ShellMessage(text) => {
+                f.write_str(&crate::display::escape(text))
+            }
             SourceError::LostConnection => f.write_str("lost connection"),
             SourceError::OutOfOrder(what) => write!(f, "internal error: {what}"),
         }
@@ -169,6 +174,9 @@ impl Source {
                 self.errors += 1;
                 self.state = State::Idle;
                 self.event = Some(SourceEvent::Refused(text));
+            }
+            Reply::Fatal(text) if awaiting == Awaiting::Ready && !matches!(data.first(), Some(2)) => {
+                return self.fail(SourceError::ShellMessage(text));
             }
             Reply::Fatal(text) => return self.fail(SourceError::PeerFatal(text)),
         }
@@ -371,7 +379,7 @@ mod tests {
         let mut source = Source::new();
         assert_eq!(
             source.handle_input(b"Welcome-to-host\n"),
-            Err(SourceError::PeerFatal(b"Welcome-to-host".to_vec()))
+            Err(SourceError::ShellMessage(b"Welcome-to-host".to_vec()))
         );
         let mut source = Source::new();
         assert_eq!(source.handle_input(b"\x02scp: no\n"), Err(SourceError::PeerFatal(b"scp: no".to_vec())));

@@ -123,7 +123,7 @@ async fn fatal_replies_end_the_session() {
     .await;
     let error = r.expect_err("banner");
     assert!(
-        matches!(&error, EngineError::Source(SourceError::PeerFatal(t)) if t == b"Welcome-to-host"),
+        matches!(&error, EngineError::Source(SourceError::ShellMessage(t)) if t == b"Welcome-to-host"),
         "{error:?}"
     );
     assert_eq!(error.to_string(), "Welcome-to-host");

@@ -5,6 +5,7 @@
 
 mod flags;
 mod local;
+mod meter;
 mod operand;
 mod prompt;
 mod remote_copy;

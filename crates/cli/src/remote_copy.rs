@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
-use rscp_engine::{Conn, EngineError, Summary, fs};
+use rscp_engine::{Conn, EngineError, Observer, Summary, fs};
 use rscp_proto::command::{self, Direction};
 use rscp_proto::filter::{self, NameFilter};
 use rscp_proto::sink::SinkError;
@@ -21,6 +21,7 @@ use rscp_ssh::remote::{ExitWaiter, RemoteReader, RemoteWriter};
 use rscp_ssh::{Client, Remote};
 
 use crate::flags::Flags;
+use crate::meter::{self, Meter};
 use crate::operand::{Operand, RemotePath};
 use crate::report::ClientReport;
 use crate::transport;
@@ -145,11 +146,11 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
         command::build("scp", Direction::Sink, &remote_flags(flags, sources.len() > 1), &[&target.path]);
     let options =
         SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
-    let mut report = ClientReport { show_remote: true };
+    let mut report = observer(flags);
     let mut skip_banner = false;
     let ok = loop {
         let Some((mut conn, exit)) = start(flags, &session, &line, skip_banner).await else { break false };
-        let result = source::send(&mut conn, sources, options, &mut report).await;
+        let result = source::send(&mut conn, sources, options, report.as_mut()).await;
         let _ = conn.shutdown().await;
         drop(conn);
         let status = exit.wait().await;
@@ -246,11 +247,11 @@ async fn download(
         filter,
         ..SinkOptions::default()
     };
-    let mut report = ClientReport { show_remote: true };
+    let mut report = observer(flags);
     let mut skip_banner = false;
     loop {
         let Some((mut conn, exit)) = start(flags, session, &line, skip_banner).await else { return false };
-        let result = sink::receive(&mut conn, target, &options, &mut report).await;
+        let result = sink::receive(&mut conn, target, &options, report.as_mut()).await;
         let _ = conn.shutdown().await;
         drop(conn);
         let status = exit.wait().await;
@@ -260,6 +261,13 @@ async fn download(
         }
         return finished(result) && status.success();
     }
+}
+
+/// What the user sees: errors on stderr, and OpenSSH's progress meter on stdout
+/// when it is a terminal and `-q` was not given.
+fn observer(flags: &Flags) -> Box<dyn Observer> {
+    let report = ClientReport { show_remote: true };
+    if meter::wanted(flags.quiet) { Box::new(Meter::new(report)) } else { Box::new(report) }
 }
 
 /// True if the remote shell printed text where the protocol's first byte

@@ -8,6 +8,27 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
+/// What `--help` adds after the usage text.
+pub const HELP: &str = "
+Copies files between hosts on a network, like OpenSSH scp, over rscp's own SSH
+client; also serves as the remote end (-t/-f) for scp clients.
+
+  -3  copy between two remote hosts through this host (default)
+  -R  copy between two remote hosts directly (the source host runs scp)
+  -4/-6  IPv4/IPv6 only            -A  forward the agent (for -R)
+  -B  batch mode: never prompt     -C  compression
+  -c  cipher list                  -F  ssh_config file (none: no file)
+  -i  identity file                -J  jump host(s)
+  -l  limit bandwidth in Kbit/s    -O  legacy SCP protocol (the only one yet)
+  -o  ssh_config option            -P  port
+  -p  preserve times and modes     -q  no progress meter or warnings
+  -r  recursive                    -S  program to use instead of ssh
+  -T  no check of the names the server sends (CVE-2019-6111 check off)
+  -v  verbose (repeat for more)    --inplace  write into existing files
+
+The full manual: docs/rscp.md.
+";
+
 /// OpenSSH scp's usage text (printed to stderr, exit status 1).
 pub const USAGE: &str = "\
 usage: scp [-346ABCOpqRrsTv] [-c cipher] [-D sftp_server_path] [-F ssh_config]
@@ -70,6 +91,10 @@ pub enum FlagError {
     Usage(Option<String>),
     /// Print `scp: <msg>`; exit 255 (OpenSSH's `fatal()`).
     Fatal(String),
+    /// `--help`: the usage text and a summary on stdout; exit 0.
+    Help,
+    /// `--version`; exit 0.
+    Version,
 }
 
 const WITH_VALUE: &[u8] = b"DFJMPSciloX";
@@ -84,6 +109,12 @@ pub fn parse(args: &[OsString]) -> Result<Flags, FlagError> {
         if arg == b"--" {
             i += 1;
             break;
+        }
+        // rscp's long options, before the first operand (OpenSSH has none).
+        match arg {
+            b"--help" => return Err(FlagError::Help),
+            b"--version" => return Err(FlagError::Version),
+            _ => {}
         }
         if arg == b"--inplace" {
             flags.inplace = true;
@@ -348,6 +379,13 @@ mod tests {
         assert_eq!(operands(&f), ["-dash"]);
         let f = ok(&["-", "x"]);
         assert_eq!(operands(&f), ["-", "x"]);
+    }
+
+    #[test]
+    fn long_options() {
+        assert_eq!(parse_str(&["--help"]), Err(FlagError::Help));
+        assert_eq!(parse_str(&["-r", "--version"]), Err(FlagError::Version));
+        assert_eq!(operands(&ok(&["a", "--help"])), ["a", "--help"], "after an operand it is a file name");
     }
 
     #[test]

@@ -42,6 +42,14 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
             eprint!("{}", flags::USAGE);
             return 1;
         }
+        Err(FlagError::Help) => {
+            print!("{}{}", flags::USAGE, flags::HELP);
+            return 0;
+        }
+        Err(FlagError::Version) => {
+            println!("rscp {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
         Err(FlagError::Fatal(message)) => {
             // OpenSSH's fatal() logs to stderr with "\r\n" line ends.
             eprint!("{progname}: {message}\r\n");

@@ -124,6 +124,7 @@ pub fn connect_options(c: &HostConfig) -> ConnectOptions {
     o.host_key_algorithms = c.host_key_algorithms.clone();
     o.compression = c.compression;
     o.quiet = c.log_level == config::LogLevel::Quiet;
+    o.forward_agent = c.forward_agent;
     o
 }
 

@@ -71,6 +71,10 @@ pub struct ConnectOptions {
     pub user: String,
     /// The name looked up in known_hosts (`HostKeyAlias`, else `hostname`).
     pub host_key_name: String,
+    /// `host_key_name` is a `HostKeyAlias`: like ssh, look it up and record it
+    /// without the port (`alias`, never `[alias]:port`), and do not fall back
+    /// to the plain host name.
+    pub host_key_alias: bool,
     pub address_family: AddressFamily,
     pub connect_timeout: Option<Duration>,
     pub keepalive_interval: Option<Duration>,
@@ -97,9 +101,17 @@ pub struct ConnectOptions {
     pub compression: bool,
     /// `LogLevel` QUIET: no warnings.
     pub quiet: bool,
+    /// `ForwardAgent`/`-A`: let remote commands use our agent (for `-R`).
+    pub forward_agent: bool,
 }
 
 impl ConnectOptions {
+    /// The port known_hosts entries are looked up and written with: none (0)
+    /// for a `HostKeyAlias`, as ssh's `get_hostfile_hostname_ipaddr`.
+    fn known_hosts_port(&self) -> u16 {
+        if self.host_key_alias { 0 } else { self.port }
+    }
+
     /// Defaults as OpenSSH's for `user@host:port` (no config applied).
     pub fn new(host: &str, port: u16, user: &str) -> ConnectOptions {
         ConnectOptions {
@@ -108,6 +120,7 @@ impl ConnectOptions {
             port,
             user: user.to_string(),
             host_key_name: host.to_string(),
+            host_key_alias: false,
             address_family: AddressFamily::Any,
             connect_timeout: None,
             keepalive_interval: None,
@@ -129,6 +142,7 @@ impl ConnectOptions {
             host_key_algorithms: None,
             compression: false,
             quiet: false,
+            forward_agent: false,
         }
     }
 }
@@ -187,6 +201,7 @@ const MAX_PACKET: u32 = 32 * 1024;
 /// A connected, authenticated SSH session.
 pub struct Client {
     handle: client::Handle<Handler>,
+    forward_agent: bool,
     /// The jump host this session is tunnelled through, kept alive with it.
     _via: Option<Box<Client>>,
 }
@@ -227,7 +242,11 @@ impl Client {
             Err(e) => return Err(e.into()),
         };
         authenticate(&mut handle, options, &prompter).await?;
-        Ok(Client { handle, _via: None })
+        Ok(Client {
+            handle,
+            forward_agent: options.forward_agent && options.agent_socket.is_some(),
+            _via: None,
+        })
     }
 
     /// Connects through `via` (ProxyJump): a `direct-tcpip` channel from the jump
@@ -276,6 +295,10 @@ impl Client {
     /// Runs `command` on the server (an SSH `exec` request, no pty).
     pub async fn exec(&self, command: &[u8]) -> Result<Remote, SshError> {
         let channel = self.handle.channel_open_session().await?;
+        if self.forward_agent {
+            // Like ssh, ask without waiting for the answer: a refusal is not fatal.
+            channel.agent_forward(false).await?;
+        }
         channel.exec(true, command.to_vec()).await?;
         Ok(remote::from_channel(channel))
     }
@@ -405,14 +428,15 @@ fn client_config(options: &ConnectOptions) -> Result<client::Config, SshError> {
     }
     // Like ssh, ask first for the key types known_hosts already holds for this
     // host, so a server with several host keys shows one we can verify.
-    let known_types = known.known_types(&options.host_key_name, options.port);
+    let known_types = known.known_types(&options.host_key_name, options.known_hosts_port());
     let is_known = |a: &keys::Algorithm| {
         let family = if a.clone().is_rsa() { "ssh-rsa".to_string() } else { a.as_str().to_string() };
         known_types.contains(&family)
     };
     keys_wanted.sort_by_key(|a| !is_known(a));
     // Certificates only when a CA is trusted for the host (or asked for by name).
-    if certs_wanted.is_empty() && known.has_cert_authority(&options.host_key_name, options.port) {
+    if certs_wanted.is_empty() && known.has_cert_authority(&options.host_key_name, options.known_hosts_port())
+    {
         certs_wanted = keys_wanted.clone();
     }
     preferred.key = keys_wanted.into();
@@ -534,6 +558,29 @@ impl client::Handler for Handler {
         Ok(accepted)
     }
 
+    /// The server opens a channel to our agent (after `-A`): relay it to the
+    /// local agent socket, or refuse when forwarding was not asked for.
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let socket = self.options.agent_socket.clone().filter(|_| self.options.forward_agent);
+        let Some(socket) = socket else {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(async move {
+            if let Ok(mut agent) = tokio::net::UnixStream::connect(&socket).await {
+                let mut stream = channel.into_stream();
+                let _ = tokio::io::copy_bidirectional(&mut stream, &mut agent).await;
+            }
+        });
+        Ok(())
+    }
+
     async fn auth_banner(&mut self, banner: &str, _session: &mut client::Session) -> Result<(), Self::Error> {
         if !self.options.quiet {
             notice(&self.prompter, &rscp_proto::display::escape_text(banner.as_bytes()));
@@ -560,7 +607,7 @@ fn verify_host_key(
     prompter: &SharedPrompter,
 ) -> bool {
     let name = options.host_key_name.as_str();
-    let port = options.port;
+    let port = options.known_hosts_port();
     let display_name = known_hosts::host_pattern(name, port);
     let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
     let key = match server_key {
@@ -587,7 +634,15 @@ fn verify_host_key(
             );
             false
         }
-        Verdict::OtherTypesKnown | Verdict::Unknown => learn(options, &key, &display_name, prompter),
+        Verdict::OtherTypesKnown | Verdict::Unknown => {
+            // Like ssh (sshconnect.c, HOST_NEW): a host unknown as `[host]:port`
+            // is also looked up as plain `host`; only a matching key counts there.
+            let plain_known = !options.host_key_alias
+                && port != 0
+                && port != 22
+                && known.check(name, 0, &key) == Verdict::Known;
+            plain_known || learn(options, &key, &display_name, prompter)
+        }
     }
 }
 
@@ -645,7 +700,13 @@ fn add_key(
     prompter: &SharedPrompter,
 ) {
     let Some(file) = options.user_known_hosts.first() else { return };
-    match known_hosts::append(file, &options.host_key_name, options.port, key, options.hash_known_hosts) {
+    match known_hosts::append(
+        file,
+        &options.host_key_name,
+        options.known_hosts_port(),
+        key,
+        options.hash_known_hosts,
+    ) {
         Ok(()) if !options.quiet => notice(
             prompter,
             &format!("Warning: Permanently added '{display_name}' ({label}) to the list of known hosts."),
@@ -672,10 +733,10 @@ fn verify_host_certificate(
         notice(prompter, &text);
         false
     };
-    match known.check_ca(&options.host_key_name, options.port, &ca) {
+    match known.check_ca(&options.host_key_name, options.known_hosts_port(), &ca) {
         Verdict::Known => {}
         Verdict::Revoked { .. } => {
-            let name = known_hosts::host_pattern(&options.host_key_name, options.port);
+            let name = known_hosts::host_pattern(&options.host_key_name, options.known_hosts_port());
             return fail(known_hosts::revoked_warning_for(&name, &ca));
         }
         _ => {

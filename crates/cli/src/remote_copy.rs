@@ -147,19 +147,10 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     let options =
         SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
     let mut report = observer(flags);
-    let mut skip_banner = false;
-    let ok = loop {
-        let Some((mut conn, exit)) = start(flags, &session, &line, skip_banner).await else { break false };
-        let result = source::send(&mut conn, sources, options, report.as_mut()).await;
-        let _ = conn.shutdown().await;
-        drop(conn);
-        let status = exit.wait().await;
-        if !skip_banner && banner(&result) {
-            skip_banner = true;
-            continue;
-        }
-        break finished(result) && status.success();
-    };
+    let ok = transfer(flags, &session, &line, async |conn| {
+        source::send(conn, sources, options, report.as_mut()).await
+    })
+    .await;
     session.close().await;
     ok
 }
@@ -248,10 +239,23 @@ async fn download(
         ..SinkOptions::default()
     };
     let mut report = observer(flags);
+    transfer(flags, session, &line, async |conn| sink::receive(conn, target, &options, report.as_mut()).await)
+        .await
+}
+
+/// Runs `line` in the session and `copy` over its stream, then waits for the
+/// remote command; true if both went well. If the remote shell printed a banner
+/// where the protocol's first byte belongs, runs it once more skipping it.
+async fn transfer(
+    flags: &Flags,
+    session: &Session,
+    line: &[u8],
+    mut copy: impl AsyncFnMut(&mut Conn<RemoteReader, RemoteWriter>) -> Result<Summary, EngineError>,
+) -> bool {
     let mut skip_banner = false;
     loop {
-        let Some((mut conn, exit)) = start(flags, session, &line, skip_banner).await else { return false };
-        let result = sink::receive(&mut conn, target, &options, report.as_mut()).await;
+        let Some((mut conn, exit)) = start(flags, session, line, skip_banner).await else { return false };
+        let result = copy(&mut conn).await;
         let _ = conn.shutdown().await;
         drop(conn);
         let status = exit.wait().await;

@@ -68,17 +68,28 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
         return 1;
     }
     if flags.operands.iter().any(|o| operand::is_remote(o.as_bytes())) {
+        // As OpenSSH's okname(): a bad user name skips that operand (the target's
+        // ends the run); the message has no program name.
         let mut operands = Vec::with_capacity(flags.operands.len());
-        for arg in &flags.operands {
+        let mut skipped = false;
+        let last = flags.operands.len() - 1;
+        for (i, arg) in flags.operands.iter().enumerate() {
             match operand::parse(arg) {
                 Ok(parsed) => operands.push(parsed),
                 Err(e) => {
-                    eprintln!("{progname}: {e}");
-                    return 1;
+                    eprintln!("{e}");
+                    if i == last {
+                        return 1;
+                    }
+                    skipped = true;
                 }
             }
         }
-        return remote_copy::run(&flags, operands);
+        if operands.len() < 2 {
+            return 1;
+        }
+        let status = remote_copy::run(&flags, operands);
+        return if skipped && status == 0 { 1 } else { status };
     }
     local::run(&flags)
 }

@@ -36,6 +36,19 @@ pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
         }
     };
     let Some((target, sources)) = operands.split_last() else { return 1 };
+    let two_remotes =
+        matches!(target, Operand::Remote(_)) && sources.iter().any(|s| matches!(s, Operand::Remote(_)));
+    if let Operand::Remote(RemotePath { port: Some(_), .. }) = target
+        && two_remotes
+        && flags.remote_direct
+    {
+        // A fatal() in OpenSSH: "\r\n" and exit 255, before connecting.
+        eprint!(
+            "{progname}: target port not supported with two remote hosts and the -R option\r\n",
+            progname = progname()
+        );
+        return 255;
+    }
     let ok = runtime.block_on(async {
         match target {
             Operand::Remote(target) => {
@@ -55,6 +68,14 @@ pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
         }
     });
     if ok { 0 } else { 1 }
+}
+
+/// The name this program was started as (`scp` through a link, else `rscp`).
+fn progname() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "rscp".into())
 }
 
 fn debug(flags: &Flags, text: &str) {
@@ -141,7 +162,11 @@ async fn exec(flags: &Flags, session: &Session, command: &[u8]) -> Option<Remote
 async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool {
     // OpenSSH 9.4+ checks local sources exist before connecting... only when all
     // fail would that matter; the engine reports each missing one in turn.
-    let Some(session) = open(flags, target).await else { return false };
+    let Some(session) = open(flags, target).await else {
+        // What OpenSSH's scp adds when its ssh could not start the sink.
+        eprintln!("lost connection");
+        return false;
+    };
     let line =
         command::build("scp", Direction::Sink, &remote_flags(flags, sources.len() > 1), &[&target.path]);
     let options =
@@ -402,11 +427,9 @@ async fn pump(sink: Remote, source: Remote) -> bool {
 /// `-R`: the source host copies to the target itself: `scp [flags] SRC
 /// [user@]host:TARGET` runs there, every word quoted (OpenSSH pastes them raw).
 async fn direct(flags: &Flags, source: &RemotePath, target: &RemotePath, several: bool) -> bool {
-    if target.port.is_some() {
-        eprintln!("rscp: target port not supported with two remote hosts and the -R option");
-        return false;
-    }
-    let Some(session) = open(flags, source).await else { return false };
+    // OpenSSH applies only a URI port to the source host here, never -P.
+    let first_hop = Flags { port: None, ..flags.clone() };
+    let Some(session) = open(&first_hop, source).await else { return false };
     let line = direct_command(flags, source, target, several);
     let Some(remote) = exec(flags, &session, &line).await else {
         session.close().await;

@@ -88,6 +88,7 @@ pub fn connect_options(c: &HostConfig) -> ConnectOptions {
     let mut o = ConnectOptions::new(&c.host, c.port, &c.user);
     o.hostname = c.hostname.clone();
     o.host_key_name = c.host_key_alias.clone().unwrap_or_else(|| c.hostname.clone());
+    o.host_key_alias = c.host_key_alias.is_some();
     o.address_family = match c.address_family {
         config::AddressFamily::Any => AddressFamily::Any,
         config::AddressFamily::Inet => AddressFamily::Inet,

@@ -1,5 +1,6 @@
 //! Integration tests of the `rscp` binary: spec §10 vectors replayed byte for
-//! byte, interop with the real OpenSSH `scp` client, local copies, usage text.
+//! byte, interop with the real OpenSSH `scp` client, local copies, usage text,
+//! and remote copies over the native SSH transport against a real `sshd`.
 //!
 //! Every child process is bounded in time (a hang fails the test, it never
 //! blocks CI) and runs in its own process group, killed as a whole on timeout.
@@ -8,6 +9,10 @@
 mod interop;
 #[path = "cli/local.rs"]
 mod local;
+#[path = "cli/plans.rs"]
+mod plans;
+#[path = "cli/ssh.rs"]
+mod ssh;
 #[path = "cli/usage.rs"]
 mod usage;
 #[path = "cli/vectors.rs"]

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Limiter {
     bytes_per_second: u64,
-    start: Instant,
+    /// When pacing began: at the first chunk of the current file.
+    start: Option<Instant>,
     bytes: u64,
 }
 
@@ -29,7 +30,14 @@ impl Limiter {
     }
 
     pub fn new(bytes_per_second: u64) -> Limiter {
-        Limiter { bytes_per_second: bytes_per_second.max(1), start: Instant::now(), bytes: 0 }
+        Limiter { bytes_per_second: bytes_per_second.max(1), start: None, bytes: 0 }
+    }
+
+    /// Starts pacing afresh for the next file; as OpenSSH, timing begins with
+    /// that file's first chunk (which goes out at once).
+    pub fn restart(&mut self) {
+        self.start = None;
+        self.bytes = 0;
     }
 
     /// Accounts for `n` payload bytes just moved, sleeping if they came early.
@@ -41,11 +49,15 @@ impl Limiter {
 
     /// The bookkeeping of `consume`: how long to wait after `n` bytes at `now`.
     fn account(&mut self, n: usize, now: Instant) -> Option<Duration> {
-        let elapsed = now.saturating_duration_since(self.start);
+        let Some(start) = self.start else {
+            self.start = Some(now);
+            return None;
+        };
+        let elapsed = now.saturating_duration_since(start);
         let allowed_so_far = self.bytes_per_second as f64 * elapsed.as_secs_f64();
         // After an idle stretch, forget credit older than a second.
         if allowed_so_far > self.bytes as f64 + self.bytes_per_second as f64 {
-            self.start = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+            self.start = Some(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
             self.bytes = 0;
             return self.account(n, now);
         }
@@ -67,7 +79,8 @@ mod tests {
     #[test]
     fn waits_when_ahead_of_schedule() {
         let start = Instant::now();
-        let mut limiter = Limiter { bytes_per_second: 1000, start, bytes: 0 };
+        let mut limiter = Limiter::new(1000);
+        assert_eq!(limiter.account(300, start), None, "the first chunk starts the clock");
         assert_eq!(limiter.account(500, start), Some(Duration::from_millis(500)));
         assert_eq!(
             limiter.account(500, start + Duration::from_millis(500)),
@@ -79,7 +92,7 @@ mod tests {
     #[test]
     fn idle_credit_is_capped_at_one_second() {
         let start = Instant::now();
-        let mut limiter = Limiter { bytes_per_second: 1000, start, bytes: 0 };
+        let mut limiter = Limiter { bytes_per_second: 1000, start: Some(start), bytes: 0 };
         // After 10 idle seconds, only one second's worth goes out unpaced.
         let later = start + Duration::from_secs(10);
         assert_eq!(limiter.account(1000, later), None);
@@ -90,9 +103,13 @@ mod tests {
     async fn consume_sleeps() {
         let mut limiter = Limiter::new(16 * 1024);
         let begin = tokio::time::Instant::now();
-        for _ in 0..4 {
+        for _ in 0..5 {
             limiter.consume(16 * 1024).await;
         }
         assert!(begin.elapsed() >= Duration::from_millis(3900), "{:?}", begin.elapsed());
+        limiter.restart();
+        let again = tokio::time::Instant::now();
+        limiter.consume(16 * 1024).await;
+        assert_eq!(again.elapsed(), Duration::ZERO, "a new file starts unpaced");
     }
 }

@@ -248,6 +248,9 @@ impl Receiver<'_> {
                 self.sink.poll_transmit(&mut conn.outgoing);
                 conn.send_outgoing().await?;
                 observer.file_started(&header.name, header.size);
+                if let Some(limiter) = self.limiter.as_mut() {
+                    limiter.restart();
+                }
                 // On the first write error keep draining, to stay in step (OpenSSH).
                 let mut write_error = None;
                 conn.receive_payload(header.size, self.limiter.as_mut(), |chunk| {

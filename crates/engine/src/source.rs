@@ -194,6 +194,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             return Ok(());
         }
         self.observer.file_started(&header.name, size);
+        if let Some(limiter) = self.limiter.as_mut() {
+            limiter.restart();
+        }
         let mut remaining = size;
         let mut read_error: Option<io::Error> = None;
         while remaining > 0 {

@@ -218,6 +218,8 @@ impl Client {
     /// Connects to `options.hostname:port`, verifies the host key and
     /// authenticates.
     pub async fn connect(options: &ConnectOptions, prompter: Box<dyn Prompter>) -> Result<Client, SshError> {
+        // Bad algorithm names are reported before anything is connected, as ssh does.
+        client_config(options)?;
         let stream = tcp_connect(options).await?;
         Client::connect_stream(options, stream, prompter).await
     }
@@ -277,9 +279,12 @@ impl Client {
         command: &str,
         prompter: Box<dyn Prompter>,
     ) -> Result<Client, SshError> {
-        let mut child = tokio::process::Command::new("/bin/sh")
+        // As ssh: `$SHELL -c "exec CMD"`, so no extra shell stays in between.
+        let shell = std::env::var_os("SHELL").filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
+        client_config(options)?;
+        let mut child = tokio::process::Command::new(shell)
             .arg("-c")
-            .arg(command)
+            .arg(format!("exec {command}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)

@@ -204,25 +204,34 @@ fn make_tree(root: &Path) {
 /// source, metadata included.
 #[track_caller]
 fn round_trip(setup: &Setup, client: &dyn Fn() -> Command, tag: &str) {
+    round_trip_via(setup, client, tag, &|rel| setup.remote(rel), &|rel| setup.path(rel));
+}
+
+/// [`round_trip`] where the uploaded tree is `remote(name)` on the wire and
+/// `local(name)` on this machine (another user's directory, a config alias).
+#[track_caller]
+fn round_trip_via(
+    setup: &Setup,
+    client: &dyn Fn() -> Command,
+    tag: &str,
+    remote: &dyn Fn(&str) -> String,
+    local: &dyn Fn(&str) -> PathBuf,
+) {
     let src = setup.path(&format!("{tag}-src"));
     make_tree(&src);
     let expected = settled_snapshot(&src);
     let up = format!("{tag}-up");
-    let out = exec_with(
-        client(),
-        &["-r".into(), "-p".into(), src.clone().into_os_string(), setup.remote(&up).into()],
-    );
+    let out =
+        exec_with(client(), &["-r".into(), "-p".into(), src.clone().into_os_string(), remote(&up).into()]);
     setup.assert_ok(&out);
-    assert_same_tree(&src, &setup.path(&up), Some(&expected));
+    assert_same_tree(&src, &local(&up), Some(&expected));
 
-    let expected = settled_snapshot(&setup.path(&up));
+    let expected = settled_snapshot(&local(&up));
     let down = setup.path(&format!("{tag}-down"));
-    let out = exec_with(
-        client(),
-        &["-r".into(), "-p".into(), setup.remote(&up).into(), down.clone().into_os_string()],
-    );
+    let out =
+        exec_with(client(), &["-r".into(), "-p".into(), remote(&up).into(), down.clone().into_os_string()]);
     setup.assert_ok(&out);
-    assert_same_tree(&setup.path(&up), &down, Some(&expected));
+    assert_same_tree(&local(&up), &down, Some(&expected));
 }
 
 /// One small file `name` with `contents` in the client directory.
@@ -316,6 +325,13 @@ fn encrypted_key_passphrase_through_askpass() {
     assert_eq!(fs::read(setup.path("copy.txt")).expect("copy"), b"locked\n");
     let asked = fs::read_to_string(&prompts).expect("askpass ran");
     assert_eq!(asked, format!("Enter passphrase for key '{}': \n", locked.private.display()));
+    let encrypted_client = || {
+        let mut cmd = setup.rscp(&["-o", "BatchMode=no"]);
+        cmd.arg("-i").arg(&locked.private);
+        with_askpass(&mut cmd, &script);
+        cmd
+    };
+    round_trip(&setup, &encrypted_client, "encrypted");
 
     // A wrong passphrase: asked NumberOfPasswordPrompts (3) times, then refused.
     let prompts = setup.path("prompts-wrong.log");
@@ -363,6 +379,7 @@ fn agent_keys_and_identities_only() {
     );
     setup.assert_ok(&out);
     assert_eq!(fs::read(setup.path("a.txt")).expect("copy"), b"agent\n");
+    round_trip(&setup, &|| with_agent(&["-o", "IdentityAgent=SSH_AUTH_SOCK"]), "agent");
 
     // Without IdentityAgent on the command line, SSH_AUTH_SOCK is used too:
     // here the option says none, so the agent must not be asked.
@@ -414,6 +431,7 @@ fn user_certificate_without_authorized_keys() {
     assert_eq!(fs::read(setup.path("c.txt")).expect("copy"), b"certified\n");
     setup.assert_logged("Accepted publickey for root from 127.0.0.1");
     setup.assert_logged("ECDSA-CERT SHA256:");
+    round_trip(&setup, &|| setup.rscp_key(&[]), "certificate");
 
     // The same key without its certificate is refused.
     fs::rename(&cert, setup.path("moved-cert.pub")).expect("mv");
@@ -478,6 +496,12 @@ fn password_and_keyboard_interactive() {
         assert_eq!(fs::metadata(&copy).expect("stat").uid(), uid, "written by the test user");
         setup.assert_logged(logged);
         assert_eq!(fs::read_to_string(&prompts).expect("askpass ran"), format!("{prompt}\n"));
+        let by_method = || {
+            let mut cmd = setup.rscp(&["-o", "BatchMode=no", "-o", &preferred]);
+            with_askpass(&mut cmd, &script);
+            cmd
+        };
+        round_trip_via(&setup, &by_method, method, &|rel| remote(rel), &|rel| home.join(rel));
 
         // And back.
         let mut cmd = setup.rscp(&["-o", "BatchMode=no", "-o", &preferred]);
@@ -758,6 +782,8 @@ fn ssh_config_file() {
     let out = exec_with(with_config(&[]), &[OsStr::new(&target), back.as_os_str()]);
     setup.assert_ok(&out);
     assert_eq!(fs::read(&back).expect("download"), b"configured\n");
+    let alias = |rel: &str| format!("myalias:{}", setup.path(rel).display());
+    round_trip_via(&setup, &|| with_config(&[]), "alias", &alias, &|rel| setup.path(rel));
 
     // The file's port is closed; -o Port= on the command line wins, -P does not.
     let target = format!("deadport:{}", setup.path("port.txt").display());
@@ -828,6 +854,7 @@ fn proxy_jump_and_proxy_command() {
     assert_eq!(fs::read(setup.path("jump.txt")).expect("copy"), b"jumped\n");
     setup.assert_logged(&format!("target 127.0.0.1 port {}", target.port));
     assert!(target.wait_for_log("Accepted publickey for root", LOG_TIMEOUT), "{}", target.log());
+    round_trip(&setup, &|| client(&["-J", &jump]), "jump");
     // Downloads too, through two hops.
     let two = format!("{jump},{jump}");
     let back = setup.path("jump-back.txt");
@@ -851,6 +878,7 @@ fn proxy_jump_and_proxy_command() {
     setup.assert_ok(&out);
     assert_eq!(fs::read(setup.path("proxy.txt")).expect("copy"), b"jumped\n");
     assert!(target.wait_for_log("Accepted publickey for root", LOG_TIMEOUT));
+    round_trip(&setup, &|| client(&["-o", &proxy]), "proxy-command");
     // A ProxyCommand that exits at once: a failure, not a hang.
     let out = exec_with(
         client(&["-o", "ProxyCommand=exit 3"]),

@@ -903,6 +903,19 @@ fn ssh_program_arguments_and_copy() {
         ours[want.len()..],
         want.replace(&format!("scp -p -t {remote}"), &format!("scp -p -f {remote}"))
     );
+
+    // -v: a debug line with the remote command on stderr, `-v` for ssh and for
+    // the remote scp (which then traces its records on stderr too).
+    fs::remove_file(&log).expect("rm");
+    let mut cmd = rscp(dir.path());
+    cmd.args(["-S", &wrapper, "-v", "a.txt", &up]);
+    let out = run(&mut cmd, b"");
+    assert_ok(&out, "-S -v upload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("debug1: Sending command: scp -v -t {remote}\n")), "{stderr}");
+    assert!(stderr.contains("Sink: C0640 11 a.txt\n"), "the remote rscp -t -v traces: {stderr}");
+    let argv = fs::read_to_string(&log).expect("log");
+    assert!(argv.contains("\n-v\n-oForwardAgent=no\n"), "{argv}");
 }
 
 // ---------------------------------------------------------------------------

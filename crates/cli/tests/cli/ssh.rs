@@ -1101,3 +1101,99 @@ fn server_sending_another_name_is_refused() {
     setup.assert_ok(&out);
     assert_eq!(fs::read(got.join("evil.txt")).expect("evil.txt"), b"abc");
 }
+
+/// The default policy, `ask`: OpenSSH's question with the fingerprint (through
+/// `SSH_ASKPASS`, as with ssh when there is no terminal); `yes` adds the key,
+/// `no` refuses, and the next run does not ask again.
+#[test]
+fn known_hosts_ask_policy() {
+    let Some(setup) = Setup::new(SshdOptions::default()) else { return };
+    let port = setup.sshd.port;
+    let file = small_file(&setup, "f.txt", b"asked\n");
+    let kh = setup.path("known_hosts_ask");
+    let kh_option = format!("UserKnownHostsFile={}", kh.display());
+    let ask = |answer: &str, log: &str| {
+        let script =
+            logging_askpass(setup.dir.path(), &format!("askpass-{answer}"), answer, &setup.path(log));
+        let mut cmd =
+            setup.rscp_key(&["-o", &kh_option, "-o", "StrictHostKeyChecking=ask", "-o", "BatchMode=no"]);
+        with_askpass(&mut cmd, &script);
+        cmd
+    };
+
+    let out = exec_with(ask("no", "no.log"), &[file.as_os_str(), OsStr::new(&setup.remote("no.txt"))]);
+    assert_fails_with(&out, "Host key verification failed.");
+    assert!(!setup.path("no.txt").exists() && !kh.exists());
+    let question = fs::read_to_string(setup.path("no.log")).expect("askpass ran");
+    let fp = setup.sshd.host_keys[0].public_line.clone();
+    assert!(
+        question.starts_with(&format!(
+            "The authenticity of host '[127.0.0.1]:{port} ([127.0.0.1]:{port})' can't be established.\nED25519 key fingerprint is SHA256:"
+        )),
+        "{question:?} ({fp})"
+    );
+    assert!(question.contains("Are you sure you want to continue connecting (yes/no/[fingerprint])? "));
+
+    let out = exec_with(ask("yes", "yes.log"), &[file.as_os_str(), OsStr::new(&setup.remote("yes.txt"))]);
+    setup.assert_ok(&out);
+    assert!(text(&out.stderr).contains(&format!(
+        "Warning: Permanently added '[127.0.0.1]:{port}' (ED25519) to the list of known hosts."
+    )));
+    assert_eq!(fs::read(setup.path("yes.txt")).expect("copy"), b"asked\n");
+    assert_eq!(fs::read_to_string(&kh).expect("learned").lines().count(), 1);
+
+    // Known now: no question (askpass would answer "no").
+    let out = exec_with(ask("no", "again.log"), &[file.as_os_str(), OsStr::new(&setup.remote("again.txt"))]);
+    setup.assert_ok(&out);
+    assert!(!setup.path("again.log").exists(), "asked again");
+}
+
+/// `-A`: the remote command sees our agent (the server's agent channel is
+/// relayed to it); without `-A` it does not.
+#[test]
+fn agent_forwarding_with_dash_a() {
+    if !require_openssh() {
+        return;
+    }
+    let dir = client_dir();
+    let key = keygen(&dir.path().join("keys"), "id_fwd", KeyType::Ed25519, "");
+    // The forced command records what `ssh-add -l` sees, then runs the copy.
+    let seen = dir.path().join("agent-seen");
+    let force = dir.path().join("force.sh");
+    fs::write(
+        &force,
+        format!("#!/bin/sh\nssh-add -l > '{}' 2>&1\nexec sh -c \"$SSH_ORIGINAL_COMMAND\"\n", seen.display()),
+    )
+    .expect("write");
+    fs::set_permissions(&force, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sshd = Sshd::start(SshdOptions {
+        authorized_keys: vec![key.public_line.clone()],
+        extra_config: vec![format!("ForceCommand {}", force.display()), "AllowAgentForwarding yes".into()],
+        ..SshdOptions::default()
+    });
+    let setup = Setup { dir, key, sshd };
+    let agent = Agent::start();
+    agent.add(&setup.key);
+    let file = small_file(&setup, "f.txt", b"forwarded\n");
+    let with_agent = |first: &[&str]| {
+        let mut cmd = setup.rscp(first);
+        cmd.env("SSH_AUTH_SOCK", &agent.socket);
+        cmd
+    };
+
+    let out = exec_with(
+        with_agent(&["-A", "-o", "IdentityAgent=SSH_AUTH_SOCK"]),
+        &[file.as_os_str(), OsStr::new(&setup.remote("a.txt"))],
+    );
+    setup.assert_ok(&out);
+    let listed = fs::read_to_string(&seen).expect("forced command ran");
+    assert!(listed.contains(&fingerprint(&setup.key)), "the remote side saw: {listed:?}");
+
+    let out = exec_with(
+        with_agent(&["-o", "IdentityAgent=SSH_AUTH_SOCK"]),
+        &[file.as_os_str(), OsStr::new(&setup.remote("b.txt"))],
+    );
+    setup.assert_ok(&out);
+    let listed = fs::read_to_string(&seen).expect("forced command ran");
+    assert!(listed.contains("Could not open a connection to your authentication agent"), "{listed:?}");
+}

@@ -185,9 +185,19 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
 async fn download_all(flags: &Flags, sources: &[Operand], target: &OsString) -> bool {
     let target = PathBuf::from(target);
     let several = sources.len() > 1;
-    if several && !target.is_dir() {
-        eprintln!("rscp: {}: Not a directory", fs::display_path(&target));
-        return false;
+    // OpenSSH's verifydir(): several sources need an existing directory.
+    if several {
+        match std::fs::metadata(&target) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                eprintln!("{}: Not a directory", fs::display_path(&target));
+                return false;
+            }
+            Err(e) => {
+                eprintln!("{}", fs::path_error(&target, &e));
+                return false;
+            }
+        }
     }
     let mut ok = true;
     // The open session and the destination it reaches (user, host, URI port).

@@ -1029,6 +1029,18 @@ fn messages_and_exit_codes() {
         format!("ssh: connect to host 127.0.0.1 port {closed}: Connection refused\n")
     );
 
+    // Several sources into something that is not a directory: OpenSSH's
+    // verifydir() words, before connecting.
+    fs::write(lab.dir.path().join("plain-file"), b"x").expect("write");
+    for target in ["plain-file", "no-such-dir"] {
+        let sources = [lab.remote("a"), lab.remote("b")];
+        let args: Vec<OsString> =
+            sources.iter().map(OsString::from).chain([OsString::from(target)]).collect();
+        let ours = exec_with(lab.rscp(closed, &[]), &args);
+        let theirs = exec_with(lab.openssh_scp(closed, &[]), &args);
+        assert_eq!((ours.code, show(&ours.stderr)), (theirs.code, show(&theirs.stderr)), "{target}");
+    }
+
     // Usage errors, byte for byte as OpenSSH's scp (with its program name).
     for args in [
         &["-P", "0", "a", "h:b"][..],

@@ -219,9 +219,9 @@ impl Client {
     /// authenticates.
     pub async fn connect(options: &ConnectOptions, prompter: Box<dyn Prompter>) -> Result<Client, SshError> {
         // Bad algorithm names are reported before anything is connected, as ssh does.
-        client_config(options)?;
+        let config = client_config(options)?;
         let stream = tcp_connect(options).await?;
-        Client::connect_stream(options, stream, prompter).await
+        Client::start(options, config, stream, prompter).await
     }
 
     /// As [`Client::connect`], over an already open byte stream (a proxy).
@@ -233,12 +233,25 @@ impl Client {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let config = client_config(options)?;
+        Client::start(options, config, stream, prompter).await
+    }
+
+    /// The SSH session over `stream`: handshake, host key, authentication.
+    async fn start<S>(
+        options: &ConnectOptions,
+        config: client::Config,
+        stream: S,
+        prompter: Box<dyn Prompter>,
+    ) -> Result<Client, SshError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let prompter: SharedPrompter = Arc::new(Mutex::new(prompter));
         let refusal = Arc::new(Mutex::new(false));
         let handler =
             Handler { options: options.clone(), prompter: prompter.clone(), refused: refusal.clone() };
-        let config = Arc::new(client_config(options)?);
-        let mut handle = match client::connect_stream(config, stream, handler).await {
+        let mut handle = match client::connect_stream(Arc::new(config), stream, handler).await {
             Ok(handle) => handle,
             Err(_) if refusal.lock().map(|r| *r).unwrap_or(true) => return Err(SshError::HostKey),
             Err(e) => return Err(e.into()),
@@ -281,7 +294,7 @@ impl Client {
     ) -> Result<Client, SshError> {
         // As ssh: `$SHELL -c "exec CMD"`, so no extra shell stays in between.
         let shell = std::env::var_os("SHELL").filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
-        client_config(options)?;
+        let config = client_config(options)?;
         let mut child = tokio::process::Command::new(shell)
             .arg("-c")
             .arg(format!("exec {command}"))
@@ -294,7 +307,7 @@ impl Client {
             return Err(SshError::Config("ProxyCommand: no pipes".into()));
         };
         let stream = ProxyStream { _child: child, io: tokio::io::join(stdout, stdin) };
-        Client::connect_stream(options, stream, prompter).await
+        Client::start(options, config, stream, prompter).await
     }
 
     /// Runs `command` on the server (an SSH `exec` request, no pty).

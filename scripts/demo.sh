@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin rscp
-rscp=$PWD/target/release/rscp
+rscp=${CARGO_TARGET_DIR:-$PWD/target}/release/rscp
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rscp-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -163,6 +163,8 @@ pub enum SshError {
     Config(String),
     /// The SSH session failed.
     Protocol(String),
+    /// The connection closed early; the text is ssh's.
+    Closed(String),
 }
 
 impl fmt::Display for SshError {
@@ -180,6 +182,7 @@ impl fmt::Display for SshError {
             }
             SshError::Config(text) => write!(f, "ssh: {text}"),
             SshError::Protocol(text) => write!(f, "ssh: {text}"),
+            SshError::Closed(text) => f.write_str(text),
         }
     }
 }
@@ -254,6 +257,17 @@ impl Client {
         let mut handle = match client::connect_stream(Arc::new(config), stream, handler).await {
             Ok(handle) => handle,
             Err(_) if refusal.lock().map(|r| *r).unwrap_or(true) => return Err(SshError::HostKey),
+            // The peer hung up before the session was set up: ssh's words for it.
+            Err(russh::Error::Disconnect | russh::Error::HUP) => {
+                return Err(SshError::Closed(
+                    "kex_exchange_identification: Connection closed by remote host".into(),
+                ));
+            }
+            Err(russh::Error::IO(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(SshError::Closed(
+                    "kex_exchange_identification: Connection closed by remote host".into(),
+                ));
+            }
             Err(e) => return Err(e.into()),
         };
         authenticate(&mut handle, options, &prompter).await?;

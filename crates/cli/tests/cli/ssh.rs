@@ -885,6 +885,12 @@ fn proxy_jump_and_proxy_command() {
         &[file.as_os_str(), OsStr::new(&setup.remote("dead.txt"))],
     );
     assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text()
+            .contains("kex_exchange_identification: Connection closed by remote host\nlost connection\n"),
+        "ssh's words, then scp's: {}",
+        out.stderr_text()
+    );
     assert!(!setup.path("dead.txt").exists());
 }
 

@@ -88,7 +88,7 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
         if operands.len() < 2 {
             return 1;
         }
-        let status = remote_copy::run(&flags, operands);
+        let status = remote_copy::run(progname, &flags, operands);
         return if skipped && status == 0 { 1 } else { status };
     }
     local::run(&flags)

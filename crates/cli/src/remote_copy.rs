@@ -27,7 +27,7 @@ use crate::report::ClientReport;
 use crate::transport;
 
 /// Runs a copy whose operands include a remote one; returns the exit status.
-pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
+pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -43,18 +43,13 @@ pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
         && flags.remote_direct
     {
         // A fatal() in OpenSSH: "\r\n" and exit 255, before connecting.
-        eprint!(
-            "{progname}: target port not supported with two remote hosts and the -R option\r\n",
-            progname = progname()
-        );
+        eprint!("{progname}: target port not supported with two remote hosts and the -R option\r\n");
         return 255;
     }
     let ok = runtime.block_on(async {
         match target {
+            Operand::Remote(target) if two_remotes => remote_to_remote(flags, sources, target).await,
             Operand::Remote(target) => {
-                if sources.iter().any(|s| matches!(s, Operand::Remote(_))) {
-                    return remote_to_remote(flags, sources, target).await;
-                }
                 let locals: Vec<PathBuf> = sources
                     .iter()
                     .filter_map(|s| match s {
@@ -68,14 +63,6 @@ pub fn run(flags: &Flags, operands: Vec<Operand>) -> i32 {
         }
     });
     if ok { 0 } else { 1 }
-}
-
-/// The name this program was started as (`scp` through a link, else `rscp`).
-fn progname() -> String {
-    std::env::args_os()
-        .next()
-        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "rscp".into())
 }
 
 fn debug(flags: &Flags, text: &str) {
@@ -118,12 +105,19 @@ impl Session {
 }
 
 async fn open(flags: &Flags, remote: &RemotePath) -> Option<Session> {
+    open_hop(flags, remote, false).await
+}
+
+/// [`open`]; `second_hop` is the target of a `-3` relay, whose ssh program gets
+/// `-oBatchMode=yes` as with OpenSSH (two ssh processes cannot share the
+/// terminal for prompts; the native client prompts one host at a time).
+async fn open_hop(flags: &Flags, remote: &RemotePath, second_hop: bool) -> Option<Session> {
     if let Some(program) = &flags.program {
         let call = ProgramCall {
             ssh_args: flags.ssh_args.clone(),
             port: remote.port.or(flags.port),
             user: remote.user.clone(),
-            batch_mode: false,
+            batch_mode: second_hop,
             host: remote.host.clone(),
         };
         return Some(Session::Program { program: program.clone(), call });
@@ -396,7 +390,7 @@ async fn relay(flags: &Flags, source: &RemotePath, target: &RemotePath, several:
         }
     };
     let paths: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
-    let Some(to) = open(flags, target).await else { return false };
+    let Some(to) = open_hop(flags, target, true).await else { return false };
     let Some(from) = open(flags, source).await else {
         to.close().await;
         return false;

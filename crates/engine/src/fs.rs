@@ -146,6 +146,22 @@ impl IncomingFile {
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                // A writable file in a directory we may not write to (no room
+                // for a temporary name): write it in place, as OpenSSH would.
+                Err(e)
+                    if existing.is_some() && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS)) =>
+                {
+                    return match OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(destination)
+                    {
+                        Ok(file) => {
+                            Ok(IncomingFile::new(file, Placement::InPlace, destination, None, existing))
+                        }
+                        Err(_) => Err(e),
+                    };
+                }
                 Err(e) => return Err(e),
             }
         }

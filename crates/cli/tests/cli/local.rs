@@ -159,3 +159,33 @@ fn copy_without_p_does_not_keep_times() {
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
     assert_ne!(times_of(&d.join("b")).0, MTIME);
 }
+
+/// A writable file in a directory the user may not write to: there is no room
+/// for a temporary file, so it is overwritten in place (as OpenSSH does); a new
+/// file there is refused with the system's reason. Run as the unprivileged test
+/// user, since root passes every permission check.
+#[test]
+fn writable_file_in_a_read_only_directory() {
+    if !rscp_testkit::ensure_test_user() {
+        return;
+    }
+    let dir = tempdir();
+    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let locked = dir.path().join("locked");
+    fs::create_dir(&locked).expect("mkdir");
+    write_file(&locked.join("cfg"), b"old\n", 0o666);
+    write_file(&dir.path().join("new.txt"), b"new contents\n", 0o644);
+    let as_user = |target: &Path| {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", rscp_testkit::TEST_USER, "--", BIN]).arg(dir.path().join("new.txt")).arg(target);
+        run(&mut cmd, b"")
+    };
+    let out = as_user(&locked.join("cfg"));
+    assert_eq!(out.code, Some(0), "{}", show(&out.stderr));
+    assert_eq!(fs::read(locked.join("cfg")).expect("read"), b"new contents\n");
+    assert_eq!(mode_of(&locked.join("cfg")), 0o666, "the file keeps its mode");
+    let out = as_user(&locked.join("other"));
+    assert_eq!(out.code, Some(1));
+    assert_eq!(show(&out.stderr), format!("{}: Permission denied\\n", locked.join("other").display()));
+    assert_eq!(fs::read_dir(&locked).expect("list").count(), 1, "no temporary file left");
+}

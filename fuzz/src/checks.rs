@@ -1,0 +1,597 @@
+// The checks behind every fuzz target, shared with the stable replay test.
+//
+// This file is the `checks` module of the `rscp-fuzz` crate (fuzz/src/lib.rs) and is
+// also pulled into `crates/proto/tests/corpus.rs` with `include!`, so the seeds under
+// `fuzz/seeds/<target>/` are replayed through exactly the same code by
+// `cargo test` on stable. It must therefore use nothing but std and `rscp_proto`,
+// contain no inner attributes or `//!` comments (include! cannot take them), and
+// stay clippy-clean under the workspace lints (no `unwrap`).
+//
+// Each `pub fn <target>(data: &[u8])` panics when an invariant is broken.
+
+use rscp_proto::command::{self, Direction, Flags};
+use rscp_proto::filter::{self, NameFilter};
+use rscp_proto::message::{FileHeader, Message, Mode, Times};
+use rscp_proto::name::FileName;
+use rscp_proto::sink::{Sink, SinkConfig, SinkError, SinkEvent};
+use rscp_proto::source::{Source, SourceError, SourceEvent};
+use rscp_proto::wire::{self, Incoming, Reply};
+
+/// One fuzz target's check: panics when an invariant is broken.
+pub type Check = fn(&[u8]);
+
+/// The targets, by name: what the replay test iterates over.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("wire_decode", wire_decode),
+    ("sink_machine", sink_machine),
+    ("source_machine", source_machine),
+    ("command_parse", command_parse),
+    ("name_filter", name_filter),
+    ("quote_path", quote_path),
+];
+
+/// A stream of decisions taken from the input, cycling over its bits (all zero: yes).
+#[derive(Debug)]
+struct Bits {
+    word: u32,
+    next: u32,
+}
+
+impl Bits {
+    fn new(word: u32) -> Bits {
+        Bits { word, next: 0 }
+    }
+
+    /// True means "refuse" / "fail".
+    fn take(&mut self) -> bool {
+        let bit = self.word >> (self.next % 32) & 1 == 1;
+        self.next = self.next.wrapping_add(1);
+        bit
+    }
+}
+
+// ---------------------------------------------------------------------------
+// wire_decode
+
+/// A `D` record is always encoded with size 0: compare directories that way.
+fn normalized(message: &Message) -> Message {
+    match message {
+        Message::Dir(h) => Message::Dir(FileHeader { size: 0, ..h.clone() }),
+        other => other.clone(),
+    }
+}
+
+/// The reply bytes a peer would send for `reply` (there is no encoder in the crate:
+/// `\0`, or the marker byte, the text and a line feed).
+fn reply_bytes(reply: &Reply) -> Vec<u8> {
+    let (marker, text) = match reply {
+        Reply::Ok => return vec![0],
+        Reply::Warning(text) => (1, text),
+        Reply::Fatal(text) => (2, text),
+        _ => return Vec::new(),
+    };
+    let mut out = vec![marker];
+    out.extend_from_slice(text);
+    out.push(b'\n');
+    out
+}
+
+/// `decode_record` and `decode_reply` over arbitrary bytes: lengths stay in bounds,
+/// and whatever decodes re-encodes to bytes that decode to the same value.
+pub fn wire_decode(data: &[u8]) {
+    let mut rest = data;
+    while let Ok(Some((incoming, used))) = wire::decode_record(rest) {
+        assert!(used > 0 && used <= rest.len() && used <= wire::MAX_LINE, "record length {used}");
+        assert_eq!(rest[used - 1], b'\n', "a record ends with its line feed");
+        if let Incoming::Record(message) = &incoming {
+            let mut encoded = Vec::new();
+            wire::encode(message, &mut encoded);
+            // Not always shorter: `T1 2 3 \n` (empty atime usec, 0 for OpenSSH's strtol)
+            // re-encodes with the 0. It must still fit a line.
+            assert!(encoded.len() <= wire::MAX_LINE, "canonical form fits a line");
+            match wire::decode_record(&encoded) {
+                Ok(Some((Incoming::Record(again), n))) => {
+                    assert_eq!(n, encoded.len());
+                    assert_eq!(again, normalized(message), "record round trip");
+                    let mut twice = Vec::new();
+                    wire::encode(&again, &mut twice);
+                    assert_eq!(twice, encoded, "encoding is canonical");
+                }
+                other => panic!("re-encoded {message:?} decodes as {other:?}"),
+            }
+        }
+        rest = &rest[used..];
+    }
+
+    let mut rest = data;
+    while let Ok(Some((reply, used))) = wire::decode_reply(rest) {
+        assert!(used > 0 && used <= rest.len() && used <= wire::MAX_LINE, "reply length {used}");
+        let encoded = reply_bytes(&reply);
+        // A line not starting with \0 \1 \2 is a Fatal holding its first byte: with the
+        // \2 marker added it may no longer fit a line.
+        if encoded.len() <= wire::MAX_LINE {
+            assert_eq!(wire::decode_reply(&encoded), Ok(Some((reply, encoded.len()))), "reply round trip");
+        }
+        rest = &rest[used..];
+    }
+
+    // Our own error replies always fit one line and decode as a warning.
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    wire::encode_error(&text, &mut out);
+    assert!(out.len() <= wire::MAX_LINE, "error reply of {} bytes", out.len());
+    match wire::decode_reply(&out) {
+        Ok(Some((Reply::Warning(t), n))) => {
+            assert_eq!(n, out.len());
+            assert!(t.starts_with(b"scp: "));
+        }
+        other => panic!("encode_error gave {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sink_machine
+
+/// Length of the sink_machine header: config, two decision bytes, chunk size.
+pub const SINK_HEADER: usize = 4;
+
+/// Takes what the sink queued, checks it is only `\0` / `\1...\n` replies, and counts them.
+fn take_replies(sink: &mut Sink) -> usize {
+    let mut out = Vec::new();
+    sink.poll_transmit(&mut out);
+    let mut rest = &out[..];
+    let mut count = 0;
+    while !rest.is_empty() {
+        match wire::decode_reply(rest) {
+            Ok(Some((Reply::Ok | Reply::Warning(_), used))) => {
+                count += 1;
+                rest = &rest[used..];
+            }
+            other => panic!("sink sent {other:?} in {out:?}"),
+        }
+    }
+    count
+}
+
+/// Arbitrary peer bytes into a [`Sink`], with a driver that accepts or refuses files,
+/// directories and final statuses by the header's bits and skips payload bytes.
+///
+/// Input: `[config, bits_lo, bits_hi, chunk, peer bytes...]`. `config`: bit 0 `-r`,
+/// bit 1 a name filter `dir/{a,b}*.txt`, bits 2-3 the depth limit (0: default). Bits
+/// set in the 16-bit word refuse (cycling). `chunk` > 0 offers the peer bytes that
+/// many at a time (growing), to exercise partial lines.
+pub fn sink_machine(data: &[u8]) {
+    let mut head = [0u8; SINK_HEADER];
+    let n = data.len().min(SINK_HEADER);
+    head[..n].copy_from_slice(&data[..n]);
+    let peer = &data[n..];
+
+    let mut config = SinkConfig::new(head[0] & 1 != 0);
+    if head[0] & 2 != 0 {
+        config.filter = Some(NameFilter::from_request(b"dir/{a,b}*.txt").expect("fixed pattern"));
+    }
+    let limit = usize::from(head[0] >> 2 & 3);
+    if limit != 0 {
+        config.max_depth = limit;
+    }
+    let max_depth = config.max_depth;
+    let mut bits = Bits::new(u32::from(u16::from_le_bytes([head[1], head[2]])) * 0x1_0001);
+    let chunk = usize::from(head[3]);
+
+    let mut sink = Sink::new(config);
+    assert_eq!(take_replies(&mut sink), 1, "the sink speaks first with one \\0");
+    let mut pos = 0usize;
+    let mut depth = 0usize;
+    // An accepted file whose status byte is still to come / being answered.
+    let mut awaiting_status = false;
+    let mut files_opened = 0u32;
+    let mut final_replies = 0u32;
+    let mut short_payload = false;
+
+    for _round in 0..data.len() * 2 + 16 {
+        while let Some(event) = sink.poll_event() {
+            match event {
+                SinkEvent::EnterDir { .. } => {
+                    assert!(depth < max_depth, "directory beyond the depth limit");
+                    let refuse = bits.take();
+                    sink.dir_entered(if refuse { Err("refused".into()) } else { Ok(()) });
+                    assert_eq!(take_replies(&mut sink), 1, "one reply per D");
+                    if !refuse {
+                        depth += 1;
+                    }
+                }
+                SinkEvent::File { header, .. } => {
+                    assert!(!awaiting_status, "a file inside a file");
+                    let refuse = bits.take();
+                    sink.file_opened(if refuse { Err("refused".into()) } else { Ok(()) });
+                    assert_eq!(take_replies(&mut sink), 1, "one reply per C");
+                    if !refuse {
+                        files_opened += 1;
+                        let left = (peer.len() - pos) as u64;
+                        if header.size > left {
+                            pos = peer.len();
+                            short_payload = true;
+                        } else {
+                            pos += header.size as usize;
+                            sink.payload_received();
+                            awaiting_status = true;
+                        }
+                    }
+                }
+                SinkEvent::FileStatus { .. } => {
+                    assert!(awaiting_status, "status without an accepted file");
+                    let fail = bits.take();
+                    sink.file_done(if fail { Err("write failed".into()) } else { Ok(()) });
+                    assert_eq!(take_replies(&mut sink), 1, "exactly one final reply per file");
+                    final_replies += 1;
+                    awaiting_status = false;
+                }
+                SinkEvent::LeaveDir => {
+                    assert!(depth > 0, "E climbed above the target");
+                    depth -= 1;
+                }
+                SinkEvent::Warning(_) => {}
+                SinkEvent::Finished => assert!(sink.is_finished()),
+                _ => {}
+            }
+            assert_eq!(sink.depth(), depth, "sink depth follows the directories entered");
+            assert_eq!(take_replies(&mut sink), 0, "no reply without a record");
+        }
+        assert!(final_replies <= files_opened, "more final replies than files");
+        if sink.is_finished() {
+            assert_eq!(depth, 0);
+            return;
+        }
+        if short_payload {
+            assert_eq!(sink.handle_eof(&[]), Err(SinkError::LostConnection), "eof inside a payload");
+            assert_eq!(take_replies(&mut sink), 0);
+            return;
+        }
+        if !sink.wants_input() {
+            return;
+        }
+        let rest = &peer[pos..];
+        let mut offer = if chunk == 0 { rest.len() } else { chunk.min(rest.len()) };
+        let status = awaiting_status;
+        loop {
+            match sink.handle_input(&rest[..offer]) {
+                Ok(0) if offer < rest.len() => offer = (offer * 2 + 1).min(rest.len()),
+                Ok(0) => {
+                    let result = sink.handle_eof(rest);
+                    if rest.is_empty() && depth == 0 && !status && result.is_ok() {
+                        assert_eq!(sink.poll_event(), Some(SinkEvent::Finished));
+                        assert!(sink.is_finished());
+                    } else if result.is_ok() {
+                        panic!("eof accepted with {} bytes left at depth {depth}", rest.len());
+                    }
+                    assert_eq!(take_replies(&mut sink), 0, "no reply at eof");
+                    return;
+                }
+                Ok(used) => {
+                    assert!(used <= offer, "consumed {used} of {offer}");
+                    let replies = take_replies(&mut sink);
+                    match rest[0] {
+                        _ if status => assert_eq!(replies, 0, "status byte is answered by file_done"),
+                        b'T' | b'E' => assert_eq!(replies, 1, "one reply per T or E"),
+                        _ => assert_eq!(replies, 0, "C/D answered by the driver, \\1 not at all"),
+                    }
+                    pos += used;
+                    break;
+                }
+                Err(_) => {
+                    assert!(take_replies(&mut sink) <= 1, "at most one error reply");
+                    assert!(!sink.wants_input() || sink.handle_input(rest) == Ok(0));
+                    return;
+                }
+            }
+        }
+    }
+    panic!("sink made no progress");
+}
+
+// ---------------------------------------------------------------------------
+// source_machine
+
+fn header(mode: u32, size: u64, name: &[u8]) -> FileHeader {
+    FileHeader {
+        mode: Mode::new(mode).expect("test mode"),
+        size,
+        name: FileName::new(name).expect("test name"),
+    }
+}
+
+/// The tree the source sends: times, nested directories, empty and non-empty files.
+fn source_script() -> Vec<Message> {
+    let times = Message::Times(Times::from_secs(1_700_000_000, 1_800_000_000));
+    vec![
+        times.clone(),
+        Message::Dir(header(0o755, 0, b"tree")),
+        times.clone(),
+        Message::File(header(0o600, 4, b"f1")),
+        Message::Dir(header(0o755, 0, b"sub")),
+        Message::File(header(0o644, 0, b"empty")),
+        times,
+        Message::File(header(0o4755, 3, b"f2")),
+        Message::EndDir,
+        Message::EndDir,
+        Message::File(header(0o644, 6, b"a.txt")),
+    ]
+}
+
+/// Feeds replies until the source has an answer; `None` when the session ended
+/// (error or eof), after checking it ended the way it must.
+fn await_answer(source: &mut Source, replies: &[u8], pos: &mut usize) -> Option<SourceEvent> {
+    loop {
+        if let Some(event) = source.poll_event() {
+            return Some(event);
+        }
+        assert!(source.wants_input(), "no answer and no input wanted");
+        let rest = &replies[*pos..];
+        match source.handle_input(rest) {
+            Ok(0) => {
+                assert_eq!(source.handle_eof(), Err(SourceError::LostConnection));
+                return None;
+            }
+            Ok(used) => {
+                assert!(used <= rest.len());
+                *pos += used;
+            }
+            Err(SourceError::OutOfOrder(what)) => panic!("peer bytes caused OutOfOrder: {what}"),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Takes what the source queued and checks it decodes as exactly `expected`.
+fn expect_sent(source: &mut Source, expected: &Message) {
+    let mut out = Vec::new();
+    source.poll_transmit(&mut out);
+    match wire::decode_record(&out) {
+        Ok(Some((Incoming::Record(m), n))) => {
+            assert_eq!(n, out.len(), "one record at a time");
+            assert_eq!(m, normalized(expected));
+        }
+        other => panic!("source sent {other:?} for {expected:?}"),
+    }
+}
+
+/// Arbitrary replies to a [`Source`] sending [`source_script`].
+///
+/// Input: `[decisions, replies...]`: bit i of `decisions` (cycling) makes the i-th
+/// payload a read error, and bit 7 reports an unreadable entry before each record.
+pub fn source_machine(data: &[u8]) {
+    let (flags, replies) = match data.split_first() {
+        Some((&f, r)) => (f, r),
+        None => (0, data),
+    };
+    let mut bits = Bits::new(u32::from(flags & 0x7f) * 0x0204_0810);
+    let report = flags & 0x80 != 0;
+    let mut source = Source::new();
+    let mut pos = 0usize;
+    let mut errors = 0u32;
+    let mut depth = 0usize;
+    let mut out = Vec::new();
+    source.poll_transmit(&mut out);
+    assert!(out.is_empty(), "nothing is sent before the sink's first reply");
+
+    match await_answer(&mut source, replies, &mut pos) {
+        Some(SourceEvent::Ready) => {}
+        Some(SourceEvent::Refused(_)) | None => return,
+        Some(other) => panic!("first answer {other:?}"),
+    }
+    let script = source_script();
+    let mut i = 0;
+    while let Some(message) = script.get(i) {
+        i += 1;
+        if report {
+            source.report_error("cannot read").expect("report between records");
+            errors += 1;
+            let mut out = Vec::new();
+            source.poll_transmit(&mut out);
+            assert!(matches!(wire::decode_reply(&out), Ok(Some((Reply::Warning(_), n))) if n == out.len()));
+        }
+        source.send(message).expect("records sent in order");
+        expect_sent(&mut source, message);
+        if matches!(message, Message::EndDir) {
+            depth -= 1;
+        }
+        let Some(answer) = await_answer(&mut source, replies, &mut pos) else {
+            return;
+        };
+        match (message, answer) {
+            (_, SourceEvent::Ready) => panic!("Ready twice"),
+            (Message::Dir(_), SourceEvent::Accepted) => depth += 1,
+            (Message::Dir(_), SourceEvent::Refused(_)) => {
+                errors += 1;
+                // Skip the refused directory's subtree, up to its matching E.
+                let mut nested = 1;
+                while nested > 0 {
+                    match script.get(i) {
+                        Some(Message::Dir(_)) => nested += 1,
+                        Some(Message::EndDir) => nested -= 1,
+                        Some(_) => {}
+                        None => break,
+                    }
+                    i += 1;
+                }
+            }
+            (Message::File(_), SourceEvent::Accepted) => {
+                let read_error = bits.take();
+                source
+                    .payload_sent(read_error.then_some("read error"))
+                    .expect("payload after an accepted file");
+                errors += u32::from(read_error);
+                let mut status = Vec::new();
+                source.poll_transmit(&mut status);
+                if read_error {
+                    assert!(
+                        matches!(wire::decode_reply(&status), Ok(Some((Reply::Warning(_), n))) if n == status.len())
+                    );
+                } else {
+                    assert_eq!(status, [0]);
+                }
+                match await_answer(&mut source, replies, &mut pos) {
+                    Some(SourceEvent::Accepted) => {}
+                    Some(SourceEvent::Refused(_)) => errors += 1,
+                    Some(other) => panic!("final reply {other:?}"),
+                    None => return,
+                }
+            }
+            (_, SourceEvent::Refused(_)) => errors += 1,
+            (_, SourceEvent::Accepted) => {}
+            (_, other) => panic!("answer {other:?}"),
+        }
+        assert_eq!(source.depth(), depth, "source depth follows accepted directories");
+        assert_eq!(source.error_count(), errors, "errors counted once each");
+    }
+    assert_eq!(depth, 0, "the script closes every directory it opened");
+    assert!(!source.wants_input());
+    assert_eq!(source.handle_eof(), Ok(()));
+}
+
+// ---------------------------------------------------------------------------
+// command_parse and quote_path
+
+/// `command::parse` on arbitrary bytes; when it succeeds, `build` of what it found
+/// parses back to the same direction, flags and paths.
+pub fn command_parse(data: &[u8]) {
+    let Ok(parsed) = command::parse(data) else {
+        if let Err(e) = command::parse(data) {
+            let _ = e.to_string();
+        }
+        return;
+    };
+    assert!(!parsed.paths.is_empty());
+    assert!(data.len() <= command::MAX_LINE);
+    for path in &parsed.paths {
+        assert!(!path.literal.contains(&0), "NUL in a parsed path");
+        if let Some(user) = &path.tilde {
+            assert!(path.literal.is_empty() || path.literal.starts_with(b"/"));
+            assert!(!user.contains(&b'/'));
+        }
+    }
+    let literals: Vec<&[u8]> = parsed.paths.iter().map(|p| &p.literal[..]).collect();
+    let line = command::build("scp", parsed.direction, &parsed.flags, &literals);
+    let again = command::parse(&line).unwrap_or_else(|e| panic!("build output {line:?} refused: {e}"));
+    assert_eq!(again.direction, parsed.direction);
+    assert_eq!(again.flags, parsed.flags);
+    assert_eq!(again.paths.len(), parsed.paths.len());
+    for (before, after) in parsed.paths.iter().zip(&again.paths) {
+        let plain = before.tilde.is_none()
+            && !before.literal.is_empty()
+            && !before.literal.contains(&b'\\')
+            && !before.literal.starts_with(b"~");
+        if plain {
+            assert_eq!(after.literal, before.literal, "literal survives build+parse");
+            assert_eq!(after.tilde, None);
+            let globbed = before.literal.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
+            assert_eq!(after.pattern.as_deref(), globbed.then_some(&before.literal[..]));
+        }
+    }
+}
+
+/// `~user` as both `quote_path` and `parse` accept it.
+fn tilde_user_ok(user: &[u8]) -> bool {
+    user.is_empty()
+        || (user.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !user.starts_with(b"-")
+            && !user.iter().all(u8::is_ascii_digit))
+}
+
+/// `quote_path` then `parse` (through `build`) gives back the path: the literal with
+/// the user's backslash escapes removed, `~user` split off, globs as a pattern.
+pub fn quote_path(data: &[u8]) {
+    if data.contains(&0) {
+        // Callers must not pass NUL (documented); it cannot reach a shell.
+        return;
+    }
+    let line = command::build("scp", Direction::Sink, &Flags::default(), &[data]);
+    let parsed = command::parse(&line).unwrap_or_else(|e| panic!("quoted {data:?} as {line:?}: {e}"));
+    assert_eq!(parsed.direction, Direction::Sink);
+    assert_eq!(parsed.paths.len(), 1);
+    let got = &parsed.paths[0];
+    if data.is_empty() {
+        assert_eq!(got.literal, b".");
+        return;
+    }
+    // The model: a leading ~user, then bytes with the user's escapes applied.
+    let mut rest = data;
+    let mut tilde = None;
+    if let Some(after) = data.strip_prefix(b"~") {
+        let end = after.iter().position(|&b| b == b'/').unwrap_or(after.len());
+        if tilde_user_ok(&after[..end]) {
+            tilde = Some(after[..end].to_vec());
+            rest = &after[end..];
+        }
+    }
+    let mut chars = Vec::new(); // (byte, escaped by the user)
+    let mut i = 0;
+    while let Some(&b) = rest.get(i) {
+        i += 1;
+        if b == b'\\' {
+            match rest.get(i) {
+                Some(&next) => {
+                    chars.push((next, true));
+                    i += 1;
+                }
+                None => chars.push((b'\\', true)),
+            }
+        } else {
+            chars.push((b, false));
+        }
+    }
+    let literal: Vec<u8> = chars.iter().map(|c| c.0).collect();
+    let globbed = chars.iter().any(|&(b, q)| !q && matches!(b, b'*' | b'?' | b'['));
+    let pattern = globbed.then(|| {
+        let mut p = Vec::new();
+        for &(b, q) in &chars {
+            if q && matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                p.push(b'\\');
+            }
+            p.push(b);
+        }
+        p
+    });
+    assert_eq!(got.tilde, tilde, "tilde of {data:?} (line {line:?})");
+    assert_eq!(got.literal, literal, "literal of {data:?} (line {line:?})");
+    assert_eq!(got.pattern, pattern, "pattern of {data:?} (line {line:?})");
+}
+
+// ---------------------------------------------------------------------------
+// name_filter
+
+/// `NameFilter::from_request` + `matches`, `expand_braces` and `fnmatch` on an
+/// arbitrary pattern and name (input: `pattern NUL name`).
+pub fn name_filter(data: &[u8]) {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let pattern = &data[..split];
+    let name = data.get(split + 1..).unwrap_or_default();
+
+    if let Ok(expanded) = filter::expand_braces(pattern) {
+        assert!(expanded.len() <= filter::MAX_EXPANSIONS, "{} expansions", expanded.len());
+        let bytes: usize = expanded.iter().map(Vec::len).sum();
+        assert!(bytes <= filter::MAX_EXPANDED_BYTES.max(pattern.len()), "{bytes} expanded bytes");
+        let plain = !pattern.iter().any(|b| b"{}[]\\".contains(b));
+        if plain {
+            assert_eq!(expanded, [pattern.to_vec()], "no braces: the pattern itself");
+        }
+    }
+    let _ = filter::fnmatch(pattern, name);
+    if let Ok(names) = NameFilter::from_request(pattern) {
+        assert!(names.patterns().len() <= filter::MAX_EXPANSIONS);
+        for (i, p) in names.patterns().iter().enumerate() {
+            assert!(!p.is_empty() && !p.contains(&b'/'), "pattern {p:?}");
+            // Each `matches` tries every pattern: check a few, not all (quadratic).
+            if i < 16 {
+                assert!(names.matches(p), "a pattern matches itself byte for byte");
+            }
+        }
+        let _ = names.matches(name);
+        let simple = !pattern.iter().any(|b| b"{}[]*?\\/".contains(b));
+        if simple && !pattern.is_empty() {
+            assert!(names.matches(pattern), "a plain request accepts its own name");
+            assert_eq!(names.matches(name), name == pattern, "a plain request accepts only its name");
+            assert_eq!(filter::fnmatch(pattern, name), name == pattern);
+        }
+    }
+}

@@ -62,11 +62,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
     }
 
-    /// True once the peer has closed its side and the buffer is drained.
-    pub fn at_eof(&self) -> bool {
-        self.eof && self.start == self.end
-    }
-
     /// Reads more bytes after the buffered ones; returns 0 at end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.eof {
@@ -84,15 +79,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
         self.end += n;
         Ok(n)
-    }
-
-    /// Writes `data` and flushes it.
-    pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        if !data.is_empty() {
-            self.writer.write_all(data).await?;
-            self.writer.flush().await?;
-        }
-        Ok(())
     }
 
     /// Writes `data` without flushing (payload chunks).
@@ -149,9 +135,5 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.writer.flush().await?;
         self.writer.shutdown().await
-    }
-
-    pub fn into_parts(self) -> (R, W) {
-        (self.reader, self.writer)
     }
 }

@@ -29,11 +29,6 @@ impl Mode {
     pub fn bits(self) -> u32 {
         self.0
     }
-
-    /// The mode without setuid, setgid and sticky bits.
-    pub fn without_special_bits(self) -> Mode {
-        Mode(self.0 & !Self::SPECIAL_BITS)
-    }
 }
 
 /// A `T` record: modification and access times, seconds and microseconds.

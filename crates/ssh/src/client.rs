@@ -176,7 +176,7 @@ impl fmt::Display for SshError {
             SshError::Connect { host, port, reason } => {
                 write!(f, "ssh: connect to host {host} port {port}: {reason}")
             }
-            SshError::HostKey => f.write_str("Host key verification failed."),
+            SshError::HostKey => f.write_str(&known_hosts::verification_failed()),
             SshError::PermissionDenied { user, host, methods } => {
                 write!(f, "{user}@{host}: Permission denied ({methods}).")
             }

@@ -107,12 +107,6 @@ impl Remote {
         }
     }
 
-    /// Waits for the remote command to end and returns its status.
-    pub async fn finish(self) -> ExitStatus {
-        drop(self.writer);
-        self.exit.await.unwrap_or(ExitStatus::Abnormal)
-    }
-
     /// Splits into the streams and a handle that yields the exit status.
     pub fn into_parts(self) -> (RemoteReader, RemoteWriter, ExitWaiter) {
         (self.reader, self.writer, ExitWaiter(self.exit))

@@ -222,9 +222,9 @@ impl Client {
     /// authenticates.
     pub async fn connect(options: &ConnectOptions, prompter: Box<dyn Prompter>) -> Result<Client, SshError> {
         // Bad algorithm names are reported before anything is connected, as ssh does.
-        let config = client_config(options)?;
+        let prepared = Prepared::new(options)?;
         let stream = tcp_connect(options).await?;
-        Client::start(options, config, stream, prompter).await
+        Client::start(options, prepared, stream, prompter).await
     }
 
     /// As [`Client::connect`], over an already open byte stream (a proxy).
@@ -236,14 +236,14 @@ impl Client {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let config = client_config(options)?;
-        Client::start(options, config, stream, prompter).await
+        let prepared = Prepared::new(options)?;
+        Client::start(options, prepared, stream, prompter).await
     }
 
     /// The SSH session over `stream`: handshake, host key, authentication.
     async fn start<S>(
         options: &ConnectOptions,
-        config: client::Config,
+        prepared: Prepared,
         stream: S,
         prompter: Box<dyn Prompter>,
     ) -> Result<Client, SshError>
@@ -252,9 +252,13 @@ impl Client {
     {
         let prompter: SharedPrompter = Arc::new(Mutex::new(prompter));
         let refusal = Arc::new(Mutex::new(false));
-        let handler =
-            Handler { options: options.clone(), prompter: prompter.clone(), refused: refusal.clone() };
-        let mut handle = match client::connect_stream(Arc::new(config), stream, handler).await {
+        let handler = Handler {
+            options: options.clone(),
+            known: prepared.known,
+            prompter: prompter.clone(),
+            refused: refusal.clone(),
+        };
+        let mut handle = match client::connect_stream(Arc::new(prepared.config), stream, handler).await {
             Ok(handle) => handle,
             Err(_) if refusal.lock().map(|r| *r).unwrap_or(true) => return Err(SshError::HostKey),
             // The peer hung up before the session was set up: ssh's words for it.
@@ -308,7 +312,7 @@ impl Client {
     ) -> Result<Client, SshError> {
         // As ssh: `$SHELL -c "exec CMD"`, so no extra shell stays in between.
         let shell = std::env::var_os("SHELL").filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
-        let config = client_config(options)?;
+        let prepared = Prepared::new(options)?;
         let mut child = tokio::process::Command::new(shell)
             .arg("-c")
             .arg(format!("exec {command}"))
@@ -321,7 +325,7 @@ impl Client {
             return Err(SshError::Config("ProxyCommand: no pipes".into()));
         };
         let stream = ProxyStream { _child: child, io: tokio::io::join(stdout, stdin) };
-        Client::start(options, config, stream, prompter).await
+        Client::start(options, prepared, stream, prompter).await
     }
 
     /// Runs `command` on the server (an SSH `exec` request, no pty).
@@ -418,7 +422,22 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream, 
     Err(SshError::Connect { host: options.hostname.clone(), port: options.port, reason: last })
 }
 
-fn client_config(options: &ConnectOptions) -> Result<client::Config, SshError> {
+/// What a connection needs before it starts: known_hosts, read once, for both
+/// the algorithm order and the host-key check, and russh's configuration.
+struct Prepared {
+    known: KnownHosts,
+    config: client::Config,
+}
+
+impl Prepared {
+    fn new(options: &ConnectOptions) -> Result<Prepared, SshError> {
+        let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
+        let config = client_config(options, &known)?;
+        Ok(Prepared { known, config })
+    }
+}
+
+fn client_config(options: &ConnectOptions, known: &KnownHosts) -> Result<client::Config, SshError> {
     let mut preferred = Preferred::default();
     let names = |defaults: Vec<String>, spec: &Option<String>, what: &str| match spec {
         None => Ok(defaults),
@@ -446,7 +465,6 @@ fn client_config(options: &ConnectOptions) -> Result<client::Config, SshError> {
             .collect::<Result<Vec<_>, _>>()?
             .into();
     }
-    let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
     let default_keys: Vec<String> = preferred.key.iter().map(|a| a.as_str().to_string()).collect();
     let mut keys_wanted = Vec::new();
     let mut certs_wanted = Vec::new();
@@ -574,6 +592,7 @@ fn has_aes_instructions() -> bool {
 /// russh's callbacks: host-key verification.
 struct Handler {
     options: ConnectOptions,
+    known: KnownHosts,
     prompter: SharedPrompter,
     /// Set when we refused the host key (so the error says so).
     refused: Arc<Mutex<bool>>,
@@ -583,7 +602,7 @@ impl client::Handler for Handler {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, server_key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let accepted = verify_host_key(&self.options, server_key, &self.prompter);
+        let accepted = verify_host_key(&self.options, &self.known, server_key, &self.prompter);
         if !accepted && let Ok(mut refused) = self.refused.lock() {
             *refused = true;
         }
@@ -635,17 +654,17 @@ fn key_of(key: &keys::PublicKey) -> Option<HostKey> {
 /// StrictHostKeyChecking. Prints OpenSSH's messages through the prompter.
 fn verify_host_key(
     options: &ConnectOptions,
+    known: &KnownHosts,
     server_key: &PublicKeyOrCertificate,
     prompter: &SharedPrompter,
 ) -> bool {
     let name = options.host_key_name.as_str();
     let port = options.known_hosts_port();
     let display_name = known_hosts::host_pattern(name, port);
-    let known = KnownHosts::load(&options.user_known_hosts, &options.global_known_hosts);
     let key = match server_key {
         PublicKeyOrCertificate::PublicKey { key, .. } => key_of(key),
         PublicKeyOrCertificate::Certificate(cert) => {
-            return verify_host_certificate(options, cert, &known, prompter);
+            return verify_host_certificate(options, cert, known, prompter);
         }
     };
     let Some(key) = key else {
@@ -1023,19 +1042,19 @@ mod tests {
         let mut options = ConnectOptions::new("h", 22, "u");
         options.ciphers = Some("aes128-ctr,rot13".into());
         assert_eq!(
-            client_config(&options).err().map(|e| e.to_string()),
+            client_config(&options, &KnownHosts::default()).err().map(|e| e.to_string()),
             Some("ssh: Bad SSH2 cipher spec 'rot13'.".into())
         );
         options.ciphers = Some("^aes128-ctr".into());
-        let config = client_config(&options).expect("valid");
+        let config = client_config(&options, &KnownHosts::default()).expect("valid");
         assert_eq!(config.preferred.cipher.first().map(|c| c.as_ref()), Some("aes128-ctr"));
         options.kex_algorithms = Some("curve25519-sha256".into());
-        let config = client_config(&options).expect("valid");
+        let config = client_config(&options, &KnownHosts::default()).expect("valid");
         assert!(config.preferred.kex.iter().any(|k| k.as_ref() == "kex-strict-c-v00@openssh.com"));
         options.host_key_algorithms = Some("ssh-ed25519-cert-v01@openssh.com,ssh-ed25519".into());
-        let config = client_config(&options).expect("valid");
+        let config = client_config(&options, &KnownHosts::default()).expect("valid");
         assert_eq!(config.preferred.host_key_certificates.len(), 1);
         options.macs = Some("hmac-md5".into());
-        assert!(client_config(&options).is_err());
+        assert!(client_config(&options, &KnownHosts::default()).is_err());
     }
 }

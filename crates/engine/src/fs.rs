@@ -61,6 +61,13 @@ fn file_times(times: &Times) -> FileTimes {
         .set_accessed(system_time(times.atime_sec, times.atime_usec))
 }
 
+/// The mode a new file or directory gets from a received one: exactly the
+/// received mode with `-p`; otherwise the umask applies and setuid, setgid and
+/// sticky bits are never set (CVE-2026-35385, OpenSSH 10.3).
+pub fn new_mode(mode: Mode, preserve: bool, umask: u32) -> u32 {
+    if preserve { mode.bits() } else { mode.bits() & !umask & 0o777 }
+}
+
 /// Times of a local file as the source sends them (whole seconds, like OpenSSH).
 pub fn times_of(meta: &Metadata) -> Times {
     Times::from_secs(meta.mtime(), meta.atime())
@@ -227,7 +234,7 @@ impl IncomingFile {
                 (Some(existing), Placement::Temporary) => Some(existing.mode() & 0o777),
                 // An existing file written in place keeps its mode untouched.
                 (Some(_), _) => None,
-                (None, _) => Some(mode.bits() & !umask & 0o777),
+                (None, _) => Some(new_mode(mode, false, umask)),
             };
             if let Some(bits) = bits {
                 self.file.set_permissions(Permissions::from_mode(bits))?;

@@ -189,10 +189,6 @@ impl Receiver<'_> {
         }
     }
 
-    fn new_mode(&self, mode: Mode) -> u32 {
-        if self.options.preserve { mode.bits() } else { mode.bits() & !self.options.umask & 0o777 }
-    }
-
     async fn handle_event<R, W>(
         &mut self,
         event: SinkEvent,
@@ -225,7 +221,8 @@ impl Receiver<'_> {
             }
             SinkEvent::LeaveDir => {
                 if let Some(dir) = self.dirs.pop() {
-                    let mode = (dir.created || self.options.preserve).then(|| self.new_mode(dir.mode));
+                    let mode = (dir.created || self.options.preserve)
+                        .then(|| fs::new_mode(dir.mode, self.options.preserve, self.options.umask));
                     if let Err(e) = fs::finish_dir(&dir.path, mode, dir.times.as_ref()) {
                         // The `E` is already acknowledged: report here, count it.
                         self.local_errors += 1;

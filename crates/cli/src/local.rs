@@ -21,13 +21,7 @@ pub fn run(flags: &Flags) -> i32 {
         return 1;
     };
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("rscp: cannot start: {e}");
-            return 1;
-        }
-    };
+    let Some(runtime) = crate::runtime("rscp") else { return 1 };
     let target_must_be_dir = sources.len() > 1;
     if runtime.block_on(copy(flags, &sources, Path::new(target), target_must_be_dir)) { 0 } else { 1 }
 }

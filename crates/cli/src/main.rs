@@ -93,3 +93,15 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
     }
     local::run(&flags)
 }
+
+/// The single-threaded runtime every mode runs on (one copy per process); on
+/// failure says why, prefixed with `progname`.
+fn runtime(progname: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("{progname}: cannot start: {e}");
+            None
+        }
+    }
+}

@@ -28,13 +28,7 @@ use crate::transport;
 
 /// Runs a copy whose operands include a remote one; returns the exit status.
 pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("rscp: cannot start: {e}");
-            return 1;
-        }
-    };
+    let Some(runtime) = crate::runtime("rscp") else { return 1 };
     let Some((target, sources)) = operands.split_last() else { return 1 };
     let two_remotes =
         matches!(target, Operand::Remote(_)) && sources.iter().any(|s| matches!(s, Operand::Remote(_)));
@@ -236,15 +230,7 @@ async fn download(
     target: &std::path::Path,
     several: bool,
 ) -> bool {
-    // Braces are expanded here, so the remote shell never needs to.
-    let paths = match filter::expand_braces(&remote.path) {
-        Ok(paths) => paths,
-        Err(e) => {
-            eprintln!("rscp: {e}");
-            return false;
-        }
-    };
-    let paths: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    let Some(line) = source_command(flags, remote) else { return false };
     let filter = if flags.no_name_check {
         None
     } else {
@@ -256,7 +242,6 @@ async fn download(
             }
         }
     };
-    let line = command::build("scp", Direction::Source, &remote_flags(flags, false), &paths);
     let options = SinkOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,
@@ -378,25 +363,31 @@ async fn remote_to_remote(flags: &Flags, sources: &[Operand], target: &RemotePat
     ok
 }
 
+/// The `scp -f` command for a remote source. Braces are expanded here, so the
+/// remote shell never needs to; an unbalanced brace is reported (`None`).
+fn source_command(flags: &Flags, remote: &RemotePath) -> Option<Vec<u8>> {
+    let paths = match filter::expand_braces(&remote.path) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("rscp: {e}");
+            return None;
+        }
+    };
+    let paths: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    Some(command::build("scp", Direction::Source, &remote_flags(flags, false), &paths))
+}
+
 /// `-3`: `scp -f` on the source host and `scp -t` on the target host, with every
 /// byte relayed through here, as OpenSSH's legacy relay does. The target's sink
 /// applies its own name rules; no pattern check is possible without parsing.
 async fn relay(flags: &Flags, source: &RemotePath, target: &RemotePath, several: bool) -> bool {
-    let paths = match filter::expand_braces(&source.path) {
-        Ok(paths) => paths,
-        Err(e) => {
-            eprintln!("rscp: {e}");
-            return false;
-        }
-    };
-    let paths: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    let Some(source_line) = source_command(flags, source) else { return false };
     let Some(to) = open_hop(flags, target, true).await else { return false };
     let Some(from) = open(flags, source).await else {
         to.close().await;
         return false;
     };
     let sink_line = command::build("scp", Direction::Sink, &remote_flags(flags, several), &[&target.path]);
-    let source_line = command::build("scp", Direction::Source, &remote_flags(flags, false), &paths);
     let ok = match (exec(flags, &to, &sink_line).await, exec(flags, &from, &source_line).await) {
         (Some(sink), Some(source_end)) => pump(sink, source_end).await,
         _ => false,

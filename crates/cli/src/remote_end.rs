@@ -23,13 +23,7 @@ pub fn run(flags: &Flags, end: RemoteEnd) -> i32 {
         let _ = out.write_all(b"\x01scp: ambiguous target\n").and_then(|()| out.flush());
         return 1;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("scp: cannot start: {e}");
-            return 1;
-        }
-    };
+    let Some(runtime) = crate::runtime("scp") else { return 1 };
     let ok = runtime.block_on(async {
         let (reader, writer) = stdio::open()?;
         let mut conn = Conn::new(reader, writer);

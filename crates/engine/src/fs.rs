@@ -8,14 +8,16 @@
 //! in the way of a file is replaced, one in the way of a directory is refused.
 //! This module must never open a peer-named path without `O_NOFOLLOW` or `O_EXCL`.
 
-use std::fs::{self, File, FileTimes, Metadata, OpenOptions, Permissions};
+use std::fs::{self, File, FileTimes, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rscp_proto::{Mode, Times};
+
+use crate::root::{FileTypeExt, Metadata, MetadataExt, Open, Root};
 
 /// The text of an OS error as `strerror` gives it (no "(os error N)" suffix), the
 /// way OpenSSH words its messages.
@@ -91,6 +93,7 @@ enum Placement {
 #[derive(Debug)]
 pub struct IncomingFile {
     file: File,
+    root: Root,
     placement: Placement,
     destination: PathBuf,
     temporary: Option<PathBuf>,
@@ -100,13 +103,28 @@ pub struct IncomingFile {
     hole: u64,
 }
 
+/// Writing to an existing entry, never through a symlink.
+const WRITE_EXISTING: Open = Open {
+    read: false,
+    write: true,
+    create: false,
+    create_new: false,
+    mode: 0o600,
+    no_follow: true,
+    directory: false,
+    non_blocking: false,
+};
+
+/// A directory opened for its times and mode, never through a symlink.
+const OPEN_DIR: Open = Open { directory: true, write: false, ..WRITE_EXISTING };
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl IncomingFile {
     /// Prepares to receive a file at `destination`. `inplace` writes into the
     /// destination directly (still refusing to follow a symlink there).
-    pub fn create(destination: &Path, inplace: bool) -> io::Result<IncomingFile> {
-        let existing = match fs::symlink_metadata(destination) {
+    pub fn create(root: &Root, destination: &Path, inplace: bool) -> io::Result<IncomingFile> {
+        let existing = match root.symlink_metadata(destination) {
             Ok(meta) => Some(meta),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -116,18 +134,13 @@ impl IncomingFile {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
         if kind.is_some_and(|k| k.is_char_device() || k.is_block_device() || k.is_fifo() || k.is_socket()) {
-            let file = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(destination)?;
-            return Ok(IncomingFile::new(file, Placement::Special, destination, None, None));
+            let file = root.open(destination, WRITE_EXISTING)?;
+            return Ok(IncomingFile::new(root, file, Placement::Special, destination, None, None));
         }
         let existing = existing.filter(|m| m.file_type().is_file());
         if inplace {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(destination)?;
-            return Ok(IncomingFile::new(file, Placement::InPlace, destination, None, existing));
+            let file = root.open(destination, Open { create: true, mode: 0o600, ..WRITE_EXISTING })?;
+            return Ok(IncomingFile::new(root, file, Placement::InPlace, destination, None, existing));
         }
         let parent = match destination.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -136,15 +149,10 @@ impl IncomingFile {
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let temporary = parent.join(format!(".rscp-{}-{n}.part", std::process::id()));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&temporary)
-            {
+            match root.open(&temporary, Open { create_new: true, mode: 0o600, ..WRITE_EXISTING }) {
                 Ok(file) => {
                     return Ok(IncomingFile::new(
+                        root,
                         file,
                         Placement::Temporary,
                         destination,
@@ -158,13 +166,9 @@ impl IncomingFile {
                 Err(e)
                     if existing.is_some() && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS)) =>
                 {
-                    return match OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(destination)
-                    {
+                    return match root.open(destination, WRITE_EXISTING) {
                         Ok(file) => {
-                            Ok(IncomingFile::new(file, Placement::InPlace, destination, None, existing))
+                            Ok(IncomingFile::new(root, file, Placement::InPlace, destination, None, existing))
                         }
                         Err(_) => Err(e),
                     };
@@ -175,13 +179,22 @@ impl IncomingFile {
     }
 
     fn new(
+        root: &Root,
         file: File,
         placement: Placement,
         destination: &Path,
         temporary: Option<PathBuf>,
         existing: Option<Metadata>,
     ) -> IncomingFile {
-        IncomingFile { file, placement, destination: destination.to_path_buf(), temporary, existing, hole: 0 }
+        IncomingFile {
+            file,
+            root: root.clone(),
+            placement,
+            destination: destination.to_path_buf(),
+            temporary,
+            existing,
+            hole: 0,
+        }
     }
 
     pub fn destination(&self) -> &Path {
@@ -244,9 +257,9 @@ impl IncomingFile {
             self.file.set_times(file_times(times))?;
         }
         if let Some(temporary) = self.temporary.take()
-            && let Err(e) = fs::rename(&temporary, &self.destination)
+            && let Err(e) = self.root.rename(&temporary, &self.destination)
         {
-            let _ = fs::remove_file(&temporary);
+            let _ = self.root.remove_file(&temporary);
             return Err(e);
         }
         Ok(())
@@ -256,7 +269,7 @@ impl IncomingFile {
 impl Drop for IncomingFile {
     fn drop(&mut self) {
         if let Some(temporary) = self.temporary.take() {
-            let _ = fs::remove_file(temporary);
+            let _ = self.root.remove_file(&temporary);
         }
     }
 }
@@ -279,18 +292,18 @@ pub enum DirEntry {
 /// Enters or creates the directory `path` for a `D` record. A symlink there is
 /// refused rather than followed; with `preserve` an existing directory gets the
 /// received mode now, as OpenSSH does.
-pub fn enter_dir(path: &Path, mode: Mode, preserve: bool) -> io::Result<DirEntry> {
-    match fs::symlink_metadata(path) {
+pub fn enter_dir(root: &Root, path: &Path, mode: Mode, preserve: bool) -> io::Result<DirEntry> {
+    match root.symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_dir() => {
             if preserve {
-                fs::set_permissions(path, Permissions::from_mode(mode.bits()))?;
+                root.open(path, OPEN_DIR)?.set_permissions(Permissions::from_mode(mode.bits()))?;
             }
             Ok(DirEntry::Existing)
         }
         Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::from_raw_os_error(libc::ELOOP)),
         Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new().mode(0o700).create(path)?;
+            root.create_dir(path, 0o700)?;
             Ok(DirEntry::Created)
         }
         Err(e) => Err(e),
@@ -299,12 +312,16 @@ pub fn enter_dir(path: &Path, mode: Mode, preserve: bool) -> io::Result<DirEntry
 
 /// Applies a received directory's deferred times and final mode once its contents
 /// are written (writing into it would have changed its mtime).
-pub fn finish_dir(path: &Path, mode: Option<u32>, times: Option<&Times>) -> io::Result<()> {
+pub fn finish_dir(root: &Root, path: &Path, mode: Option<u32>, times: Option<&Times>) -> io::Result<()> {
+    if times.is_none() && mode.is_none() {
+        return Ok(());
+    }
+    let dir = root.open(path, OPEN_DIR)?;
     if let Some(times) = times {
-        File::open(path)?.set_times(file_times(times))?;
+        dir.set_times(file_times(times))?;
     }
     if let Some(bits) = mode {
-        fs::set_permissions(path, Permissions::from_mode(bits))?;
+        dir.set_permissions(Permissions::from_mode(bits))?;
     }
     Ok(())
 }
@@ -314,9 +331,9 @@ pub fn finish_dir(path: &Path, mode: Option<u32>, times: Option<&Times>) -> io::
 /// Opens a local file to send, following symlinks as OpenSSH's source does.
 /// `O_NONBLOCK` keeps the open from hanging on a FIFO; it is harmless for regular
 /// files and directories, the only kinds that are read.
-pub fn open_source(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
-    let meta = file.metadata()?;
+pub fn open_source(root: &Root, path: &Path) -> io::Result<(File, Metadata)> {
+    let file = root.open(path, Open { read: true, non_blocking: true, ..Open::default() })?;
+    let meta = Metadata::from_just_metadata(file.metadata()?);
     Ok((file, meta))
 }
 

@@ -10,9 +10,11 @@ pub mod error;
 pub mod fs;
 pub mod limit;
 pub mod observer;
+pub mod root;
 pub mod sink;
 pub mod source;
 
 pub use conn::Conn;
 pub use error::{EngineError, Summary};
 pub use observer::{Observer, Silent};
+pub use root::Root;

@@ -19,6 +19,7 @@ use crate::error::{EngineError, Summary};
 use crate::fs::{self, DirEntry, IncomingFile};
 use crate::limit::Limiter;
 use crate::observer::Observer;
+use crate::root::Root;
 
 /// How a sink behaves; the remote command's flags, plus local policy.
 #[derive(Debug, Clone)]
@@ -86,7 +87,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let target_is_dir = match std::fs::metadata(target) {
+    receive_in(conn, &Root::Host, target, options, observer).await
+}
+
+/// [`receive`] with every path resolved in `root`.
+pub async fn receive_in<R, W>(
+    conn: &mut Conn<R, W>,
+    root: &Root,
+    target: &Path,
+    options: &SinkOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary, EngineError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let target_is_dir = match root.metadata(target) {
         Ok(meta) if meta.is_dir() => true,
         Ok(_) if options.target_must_be_dir => {
             return refuse(conn, format!("{}: Not a directory", fs::display_path(target)), observer).await;
@@ -103,6 +119,7 @@ where
             max_depth: options.max_depth,
         }),
         options,
+        root,
         target,
         target_is_dir,
         dirs: Vec::new(),
@@ -138,6 +155,7 @@ where
 struct Receiver<'a> {
     sink: Sink,
     options: &'a SinkOptions,
+    root: &'a Root,
     target: &'a Path,
     target_is_dir: bool,
     dirs: Vec<EnteredDir>,
@@ -202,7 +220,7 @@ impl Receiver<'_> {
         match event {
             SinkEvent::EnterDir { header, times } => {
                 let path = self.destination(&header.name);
-                match fs::enter_dir(&path, header.mode, self.options.preserve) {
+                match fs::enter_dir(self.root, &path, header.mode, self.options.preserve) {
                     Ok(entry) => {
                         self.dirs.push(EnteredDir {
                             path,
@@ -223,7 +241,7 @@ impl Receiver<'_> {
                 if let Some(dir) = self.dirs.pop() {
                     let mode = (dir.created || self.options.preserve)
                         .then(|| fs::new_mode(dir.mode, self.options.preserve, self.options.umask));
-                    if let Err(e) = fs::finish_dir(&dir.path, mode, dir.times.as_ref()) {
+                    if let Err(e) = fs::finish_dir(self.root, &dir.path, mode, dir.times.as_ref()) {
                         // The `E` is already acknowledged: report here, count it.
                         self.local_errors += 1;
                         observer.local_error(&fs::path_error(&dir.path, &e));
@@ -232,7 +250,7 @@ impl Receiver<'_> {
             }
             SinkEvent::File { header, times } => {
                 let path = self.destination(&header.name);
-                let mut file = match IncomingFile::create(&path, self.options.inplace) {
+                let mut file = match IncomingFile::create(self.root, &path, self.options.inplace) {
                     Ok(file) => file,
                     Err(e) => {
                         let text = fs::path_error(&path, &e);

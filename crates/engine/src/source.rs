@@ -9,10 +9,9 @@
 //! with a message instead of being sent vis-encoded.
 
 use std::ffi::OsStr;
-use std::fs::{File, Metadata, ReadDir};
+use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rscp_proto::source::{Source, SourceEvent};
@@ -24,6 +23,7 @@ use crate::error::{EngineError, Summary};
 use crate::fs;
 use crate::limit::{LIMITED_CHUNK, Limiter};
 use crate::observer::Observer;
+use crate::root::{Entries, Metadata, MetadataExt, Root};
 
 /// How a source behaves: the remote command's flags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,7 +40,7 @@ pub struct SourceOptions {
 #[derive(Debug)]
 struct OpenDir {
     path: PathBuf,
-    entries: ReadDir,
+    entries: Entries,
     id: (u64, u64),
 }
 
@@ -57,8 +57,24 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    send_in(conn, &Root::Host, operands, options, observer).await
+}
+
+/// [`send`] with every path resolved in `root`.
+pub async fn send_in<R, W>(
+    conn: &mut Conn<R, W>,
+    root: &Root,
+    operands: &[PathBuf],
+    options: SourceOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary, EngineError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut sender = Sender {
         conn,
+        root,
         source: Source::new(),
         observer,
         options,
@@ -81,6 +97,7 @@ where
 
 struct Sender<'a, R, W> {
     conn: &'a mut Conn<R, W>,
+    root: &'a Root,
     source: Source,
     observer: &'a mut dyn Observer,
     options: SourceOptions,
@@ -147,7 +164,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
 
     async fn send_operand(&mut self, operand: &Path) -> Result<(), EngineError> {
         let path = strip_trailing_slashes(operand);
-        let name = match operand_name(&path) {
+        let name = match operand_name(self.root, &path) {
             Some(name) => name,
             None => {
                 return self
@@ -164,7 +181,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
                 .report(format!("{}: name contains a newline, skipped", fs::display_path(path)))
                 .await;
         }
-        let (file, meta) = match fs::open_source(path) {
+        let (file, meta) = match fs::open_source(self.root, path) {
             Ok(opened) => opened,
             Err(e) => return self.report(fs::path_error(path, &e)).await,
         };
@@ -249,7 +266,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             // A symlink back to an ancestor: OpenSSH would recurse until PATH_MAX.
             return self.report(format!("{}: directory loop, skipped", fs::display_path(path))).await;
         }
-        let entries = match std::fs::read_dir(path) {
+        let entries = match self.root.read_dir(path) {
             Ok(entries) => entries,
             Err(e) => return self.report(fs::path_error(path, &e)).await,
         };
@@ -268,8 +285,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         while let Some(dir) = self.stack.last_mut() {
             match dir.entries.next() {
                 Some(Ok(entry)) => {
-                    let path = dir.path.join(entry.file_name());
-                    match FileName::new(entry.file_name().as_bytes()) {
+                    let path = dir.path.join(&entry);
+                    match FileName::new(entry.as_bytes()) {
                         Ok(name) => self.send_entry(&path, name).await?,
                         Err(_) => self.report(format!("{}: invalid name", fs::display_path(&path))).await?,
                     }
@@ -300,14 +317,11 @@ fn strip_trailing_slashes(path: &Path) -> PathBuf {
 
 /// The name an operand is sent under: its last component. For `.` and `..` (which
 /// OpenSSH sends as is, and every sink refuses) the real directory's name is used.
-fn operand_name(path: &Path) -> Option<FileName> {
+fn operand_name(root: &Root, path: &Path) -> Option<FileName> {
     let last = path.as_os_str().as_bytes().rsplit(|&b| b == b'/').next().unwrap_or_default();
     match FileName::new(last) {
         Ok(name) => Some(name),
-        Err(_) => {
-            let real = std::fs::canonicalize(path).ok()?;
-            FileName::new(real.file_name()?.as_bytes()).ok()
-        }
+        Err(_) => FileName::new(root.real_name(path)?.as_bytes()).ok(),
     }
 }
 
@@ -324,10 +338,13 @@ mod tests {
 
     #[test]
     fn operand_names() {
-        assert_eq!(operand_name(Path::new("a/b.txt")).map(|n| n.display()), Some("b.txt".into()));
-        assert_eq!(operand_name(Path::new("/")), None);
+        assert_eq!(
+            operand_name(&Root::Host, Path::new("a/b.txt")).map(|n| n.display()),
+            Some("b.txt".into())
+        );
+        assert_eq!(operand_name(&Root::Host, Path::new("/")), None);
         let here = std::env::current_dir().expect("cwd");
         let expected = here.file_name().map(|n| n.to_string_lossy().into_owned());
-        assert_eq!(operand_name(Path::new(".")).map(|n| n.display()), expected);
+        assert_eq!(operand_name(&Root::Host, Path::new(".")).map(|n| n.display()), expected);
     }
 }

@@ -105,12 +105,14 @@
 mod agent;
 mod keys;
 mod process;
+mod rscpd;
 mod sshd;
 mod user;
 
 pub use agent::Agent;
 pub use keys::{KeyPair, KeyType, keygen, sign_certificate};
 pub use process::{askpass, find_program, output_timeout, require, require_openssh, with_askpass};
+pub use rscpd::{Rscpd, RscpdOptions};
 pub use sshd::{Sshd, SshdOptions};
 pub use user::{TEST_PASSWORD, TEST_USER, ensure_test_user};
 

@@ -9,10 +9,10 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64ct::{Base64, Base64Unpadded, Encoding};
-use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime, TimeZone, Timelike};
 use russh::keys::PublicKey;
 use russh::keys::ssh_key::public::KeyData;
 
@@ -92,7 +92,8 @@ impl AuthorizedKeys {
 
     /// Whether `key` may log in from `peer` at `now`; the reason when not (for
     /// the log). Keys compare by key data, never by comment. As in OpenSSH, any
-    /// line listing the key whose options allow the login is enough.
+    /// line listing the key whose options allow the login is enough. Without a
+    /// `peer` address, lines with `from=` never allow it.
     pub fn check(&self, key: &PublicKey, peer: Option<IpAddr>, now: SystemTime) -> Result<(), Refusal> {
         let mut refusal = Refusal::Unknown;
         for entry in self.entries.iter().filter(|e| e.key == *key.key_data()) {
@@ -148,7 +149,7 @@ fn split_options(line: &str) -> Result<(&str, &str), String> {
     let end = options_end(line)?;
     let key_part = trim_blanks(&line[end..]);
     if key_part.is_empty() {
-        return Err("no key after the options".to_owned());
+        return Err("no key after the options; line skipped".to_owned());
     }
     Ok((&line[..end], key_part))
 }
@@ -189,9 +190,9 @@ fn options_end(line: &str) -> Result<usize, String> {
         i += 1;
     }
     Err(if quoted {
-        "unterminated quote in the options".to_owned()
+        "unterminated quote in the options; line skipped".to_owned()
     } else {
-        "no key after the options".to_owned()
+        "no key after the options; line skipped".to_owned()
     })
 }
 
@@ -594,8 +595,10 @@ fn wildcard_match(text: &[u8], pattern: &[u8]) -> bool {
 // expiry-time="YYYYMMDD[HHMM[SS]]"
 
 /// OpenSSH's parse_absolute_time: a trailing `Z` or `UTC` means UTC, else
-/// local time. A local time that a clock change skips is read with the offset
-/// before the change; one that occurs twice, as the earlier instant.
+/// local time (the zone rscpd runs in, at load time). Unlike OpenSSH (mktime
+/// with `tm_isdst = 0`, an hour late in summer) local times follow DST: a time
+/// a clock change skips is the moment of the change; one that occurs twice is
+/// the earlier instant.
 fn parse_expiry(text: &str) -> Option<SystemTime> {
     let (digits, utc) = strip_utc_suffix(text);
     let naive = parse_digits(digits)?;
@@ -630,14 +633,22 @@ fn parse_digits(digits: &str) -> Option<NaiveDateTime> {
     date.and_hms_opt(optional(8..10)?, optional(10..12)?, optional(12..14)?)
 }
 
+/// Local wall-clock time to an instant; both clock-change cases resolve to
+/// the earlier expiry, and later wall-clock times never expire earlier.
 fn local_to_system_time(naive: NaiveDateTime) -> Option<SystemTime> {
     if let Some(time) = chrono::Local.from_local_datetime(&naive).earliest() {
         return Some(time.into());
     }
-    // In a gap (clocks jumped forward): an hour earlier exists; add it back.
-    let hour = chrono::TimeDelta::hours(1);
-    let before = chrono::Local.from_local_datetime(&(naive - hour)).earliest()?;
-    Some(SystemTime::from(before) + Duration::from_secs(3600))
+    // In a gap (clocks jumped forward): the moment of the jump, i.e. the first
+    // wall-clock minute that exists after it. Gaps are whole minutes, at most a day.
+    let mut later = naive.with_second(0)?;
+    for _ in 0..2 * 24 * 60 {
+        later += chrono::TimeDelta::minutes(1);
+        if let Some(time) = chrono::Local.from_local_datetime(&later).earliest() {
+            return Some(time.into());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -645,6 +656,7 @@ mod tests {
     use super::*;
     use russh::keys::HashAlg;
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
 
     // Made with `ssh-keygen -t ...`; fingerprints from `ssh-keygen -lf`.
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClS7i8v6T+XWFyArraKrx40GR4RnALN0uLgI2njwR7J";
@@ -992,6 +1004,21 @@ mod tests {
             i64::try_from(shift(utc)).expect("i64") - i64::try_from(shift(local)).expect("i64"),
             seconds
         );
+    }
+
+    #[test]
+    fn local_times_around_clock_changes_still_parse_in_order() {
+        // EU and US change days: times skipped or repeated in the local zone
+        // (if it has DST) still give an instant, and later times never earlier ones.
+        for day in ["20250330", "20251026", "20250309", "20251102"] {
+            let mut previous = SystemTime::UNIX_EPOCH;
+            for minute in (0..24 * 60).step_by(15) {
+                let text = format!("{day}{:02}{:02}", minute / 60, minute % 60);
+                let time = parse_expiry(&text).expect("every local time parses");
+                assert!(time >= previous, "{text}");
+                previous = time;
+            }
+        }
     }
 
     #[test]

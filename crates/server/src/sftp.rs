@@ -17,7 +17,8 @@
 //! and length-prefixed strings; by hand, WRITE data goes straight from the receive
 //! buffer to `pwrite` and READ data from `pread` into the send buffer, both buffers
 //! reused for the whole session, and every decode error is ours to answer. The tests
-//! drive the server with russh-sftp's own client.
+//! drive the server with russh-sftp's own client, by hand, and with OpenSSH's `sftp`
+//! and `scp` where they are installed.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -650,7 +651,11 @@ impl Session {
     }
 
     fn writable(&self) -> Result<(), Fail> {
-        if self.read_only { Err(Fail::read_only()) } else { Ok(()) }
+        if self.read_only {
+            debug!("sftp: refused, {READ_ONLY}");
+            return Err(Fail::read_only());
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------ handles
@@ -1046,7 +1051,7 @@ impl Session {
                 let to = r.path()?;
                 self.writable()?;
                 self.root.hard_link(from.fs(), &self.root, to.fs()).map_err(|e| fs_fail("link", &to, e))?;
-                info!("linked {} to {}", to.shown(), from.shown());
+                info!("made hard link {} to {}", to.shown(), from.shown());
                 put_ok(out, id);
             }
             EXT_FSYNC => {
@@ -1885,6 +1890,183 @@ mod tests {
         let mut raw = Raw::start(&fx, SftpOptions::default()).await;
         raw.send(&[FXP_INIT, 0, 0, 0, 3]).await;
         assert!(raw.hang_up().await.is_err(), "a second init ends the session");
+    }
+
+    // ------------------------------------------------ the real OpenSSH clients
+
+    const ROOT_VAR: &str = "RSCPD_SFTP_TEST_ROOT";
+    const READ_ONLY_VAR: &str = "RSCPD_SFTP_TEST_READ_ONLY";
+
+    /// The server end of the OpenSSH client tests (`sftp -D`, or `scp -S` with a fake
+    /// ssh), which start this test binary with the root in the environment.
+    #[test]
+    #[ignore = "started by the OpenSSH client tests as their server"]
+    fn stdio_server() {
+        use std::os::fd::AsFd as _;
+        let Some(root) = std::env::var_os(ROOT_VAR) else { return };
+        let options = SftpOptions { read_only: std::env::var_os(READ_ONLY_VAR).is_some() };
+        let root = Dir::open_ambient_dir(root, cap_std::ambient_authority()).expect("open root");
+        // OpenSSH's clients give their server one socket as stdin and stdout; the
+        // command line sends stdout to stderr, away from the test harness's output.
+        let socket = std::io::stdin().as_fd().try_clone_to_owned().expect("dup stdin");
+        let socket = std::os::unix::net::UnixStream::from(socket);
+        socket.set_nonblocking(true).expect("non-blocking");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime
+            .block_on(async {
+                let stream = tokio::net::UnixStream::from_std(socket)?;
+                serve(stream, Arc::new(root), options).await
+            })
+            .expect("serve");
+    }
+
+    /// `program` from PATH, or None (the test is then skipped: not every machine
+    /// that builds rscpd has OpenSSH's clients).
+    fn find_program(program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    }
+
+    /// Runs `stdio_server`, with its stdout (the harness's) on stderr.
+    fn server_command() -> String {
+        let exe = std::env::current_exe().expect("test binary");
+        format!("exec '{}' --exact sftp::tests::stdio_server --ignored --quiet >&2", exe.display())
+    }
+
+    /// Runs an OpenSSH client against `stdio_server`, bounded in time.
+    fn run_client(fx: &Fixture, program: &Path, args: &[&OsStr]) -> std::process::Output {
+        let mut command = match find_program("timeout") {
+            Some(timeout) => {
+                let mut c = std::process::Command::new(timeout);
+                c.arg("120").arg(program);
+                c
+            }
+            None => std::process::Command::new(program),
+        };
+        let output = command
+            .args(args)
+            .env(ROOT_VAR, fx.path(""))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the client");
+        eprintln!(
+            "{} {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+            program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn test_data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    }
+
+    #[test]
+    fn openssh_sftp_client() {
+        let Some(sftp) = find_program("sftp") else {
+            eprintln!("skipped: OpenSSH's sftp is not installed");
+            return;
+        };
+        let fx = Fixture::new();
+        let local = tempfile::tempdir().expect("tempdir");
+        let l = local.path().display();
+        let data = test_data(700 * 1024 + 123);
+        std::fs::write(local.path().join("src.bin"), &data).expect("write");
+        std::os::unix::fs::symlink("/etc", fx.path("etc")).expect("symlink");
+        let batch = format!(
+            "put {l}/src.bin up.bin\n\
+             get up.bin {l}/down.bin\n\
+             mkdir d\n\
+             rename up.bin d/moved.bin\n\
+             ln -s moved.bin d/link\n\
+             -ln -s /etc/passwd d/evil\n\
+             -ln -s ../../secret d/evil2\n\
+             chmod 4640 d/moved.bin\n\
+             ls -l d\n\
+             get d/link {l}/via-link.bin\n\
+             -get /etc/passwd {l}/passwd\n\
+             -ls /etc\n\
+             -put {l}/src.bin ../../escaped.bin\n\
+             cd d\n\
+             pwd\n\
+             cd ..\n\
+             -rmdir d\n\
+             rm d/link\n\
+             -df\n"
+        );
+        let batch_file = local.path().join("batch");
+        std::fs::write(&batch_file, batch).expect("write batch");
+        let server = format!("/bin/sh -c \"{}\"", server_command());
+        let args = [OsStr::new("-b"), batch_file.as_os_str(), OsStr::new("-D"), OsStr::new(&server)];
+        let output = run_client(&fx, &sftp, &args);
+        assert!(output.status.success(), "sftp failed");
+
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = |end: &str| stdout.lines().find(|l| l.ends_with(end)).map(str::to_string);
+        let moved = line(" moved.bin").expect("moved.bin listed");
+        assert!(moved.starts_with("-rw-r-----    1 "), "{moved}");
+        assert!(moved.contains(&format!(" {} ", data.len())), "{moved}");
+        let link = line(" link").expect("link listed");
+        assert!(link.starts_with("lrwxrwxrwx    1 "), "{link}");
+        assert!(stdout.contains("Remote working directory: /d"), "pwd");
+
+        assert!(std::fs::read(fx.path("d/moved.bin")).expect("uploaded") == data, "upload differs");
+        assert_eq!(mode_of(&fx.path("d/moved.bin")), 0o640);
+        assert!(
+            std::fs::read(local.path().join("down.bin")).expect("downloaded") == data,
+            "download differs"
+        );
+        assert!(std::fs::read(local.path().join("via-link.bin")).expect("via link") == data);
+        assert!(!local.path().join("passwd").exists(), "read the host's /etc/passwd");
+        assert!(std::fs::read(fx.path("escaped.bin")).expect("../../ lands in the root") == data);
+        for gone in ["d/link", "d/evil", "d/evil2", "up.bin"] {
+            assert!(std::fs::symlink_metadata(fx.path(gone)).is_err(), "{gone} exists");
+        }
+        fx.assert_outside_untouched();
+    }
+
+    #[test]
+    fn openssh_scp_client_over_sftp() {
+        let Some(scp) = find_program("scp") else {
+            eprintln!("skipped: OpenSSH's scp is not installed");
+            return;
+        };
+        let fx = Fixture::new();
+        let local = tempfile::tempdir().expect("tempdir");
+        // scp runs "ssh ... host sftp"; this one runs the server instead.
+        let fake_ssh = local.path().join("ssh");
+        std::fs::write(&fake_ssh, format!("#!/bin/sh\n{}\n", server_command())).expect("write");
+        std::fs::set_permissions(&fake_ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let tree = local.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub/deeper")).expect("mkdir");
+        let data = test_data(300 * 1024);
+        std::fs::write(tree.join("a.bin"), &data).expect("write");
+        std::fs::write(tree.join("sub/deeper/b.txt"), "b").expect("write");
+        filetime::set_file_mtime(tree.join("a.bin"), filetime::FileTime::from_unix_time(1_500_000_000, 0))
+            .expect("mtime");
+        let scp_to = |args: &[&OsStr]| {
+            let mut all = vec![OsStr::new("-S"), fake_ssh.as_os_str(), OsStr::new("-q")];
+            all.extend_from_slice(args);
+            run_client(&fx, &scp, &all)
+        };
+
+        assert!(scp_to(&[OsStr::new("-rp"), tree.as_os_str(), OsStr::new("host:copy")]).status.success());
+        assert!(std::fs::read(fx.path("copy/a.bin")).expect("uploaded") == data);
+        assert_eq!(std::fs::read(fx.path("copy/sub/deeper/b.txt")).expect("uploaded"), b"b");
+        let mtime = std::fs::metadata(fx.path("copy/a.bin")).expect("stat").mtime();
+        assert_eq!(mtime, 1_500_000_000, "-p keeps times");
+
+        let back = local.path().join("back");
+        assert!(scp_to(&[OsStr::new("-r"), OsStr::new("host:/copy"), back.as_os_str()]).status.success());
+        assert!(std::fs::read(back.join("a.bin")).expect("downloaded") == data);
+        assert_eq!(std::fs::read(back.join("sub/deeper/b.txt")).expect("downloaded"), b"b");
+
+        let passwd = local.path().join("passwd");
+        assert!(!scp_to(&[OsStr::new("host:/etc/passwd"), passwd.as_os_str()]).status.success());
+        assert!(!passwd.exists());
+        fx.assert_outside_untouched();
     }
 
     // ------------------------------------------------ pure functions

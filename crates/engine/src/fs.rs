@@ -124,6 +124,11 @@ impl IncomingFile {
     /// Prepares to receive a file at `destination`. `inplace` writes into the
     /// destination directly (still refusing to follow a symlink there).
     pub fn create(root: &Root, destination: &Path, inplace: bool) -> io::Result<IncomingFile> {
+        use std::os::unix::ffi::OsStrExt;
+        // `dir/` names a directory: never a file (nor a symlink to replace) there.
+        if destination.as_os_str().as_bytes().ends_with(b"/") {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
         let existing = match root.symlink_metadata(destination) {
             Ok(meta) => Some(meta),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,

@@ -190,7 +190,7 @@ mod tests {
         let Ok(Command::Serve(o)) = parse(args(&["--root=/srv"])) else { panic!("parse") };
         assert_eq!(o.listen, DEFAULT_LISTEN);
         assert_eq!(o.max_auth_tries, 6);
-        assert!(parse(args(&[])).unwrap_err().contains("--root"));
+        assert!(parse(args(&[])).expect_err("no root").contains("--root"));
         assert!(parse(args(&["--root", "/", "--bogus"])).is_err());
         assert!(parse(args(&["--root", "/", "--max-auth-tries", "x"])).is_err());
         assert!(matches!(

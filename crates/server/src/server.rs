@@ -170,7 +170,7 @@ async fn connection(
     peer: SocketAddr,
     config: Arc<russh::server::Config>,
     shared: Arc<Shared>,
-    mut evicted: oneshot::Receiver<()>,
+    evicted: oneshot::Receiver<()>,
     stop: Arc<Notify>,
 ) {
     tracing::info!("connection {id} from {peer}");
@@ -185,14 +185,21 @@ async fn connection(
     };
     let grace = tokio::time::sleep(shared.login_grace_time);
     tokio::pin!(grace);
+    // Fires only on a real eviction: the sender is also dropped when the client logs in.
+    let evicted = async move {
+        if evicted.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(evicted);
     let mut logged_in = false;
     let started = tokio::select! {
-        started = russh::server::run_stream(config, socket, handler) => started,
-        () = &mut grace => Err(russh::Error::ConnectionTimeout),
-        Ok(()) = &mut evicted => Err(russh::Error::ConnectionTimeout),
+        started = russh::server::run_stream(config, socket, handler) => started.map_err(|e| e.to_string()),
+        () = &mut grace => Err("login grace time over".to_string()),
+        () = &mut evicted => Err("dropped: too many connections not logged in".to_string()),
     };
     let reason = match started {
-        Err(e) => Some(format!("{e}")),
+        Err(e) => Some(e),
         Ok(mut session) => {
             let handle = session.handle();
             let reason = loop {
@@ -203,7 +210,7 @@ async fn connection(
                         let _ = handle.disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), String::new()).await;
                         break Some("login grace time over".to_string());
                     }
-                    Ok(()) = &mut evicted, if !logged_in => {
+                    () = &mut evicted, if !logged_in => {
                         let _ = handle.disconnect(russh::Disconnect::TooManyConnections, "too many unauthenticated connections".into(), String::new()).await;
                         break Some("dropped: too many connections not logged in".to_string());
                     }
@@ -490,9 +497,18 @@ impl russh::server::Handler for Connection {
         let options = SftpOptions { read_only: self.shared.read_only };
         let who = self.who();
         spawn_on_blocking_thread(move || async move {
-            if let Err(e) = sftp::serve(channel_handle.into_stream(), root, options).await {
-                tracing::info!("{who}: sftp ended: {e}");
-            }
+            let (mut read_half, write_half) = channel_handle.split();
+            let stream = tokio::io::join(read_half.make_reader(), write_half.make_writer());
+            let status = match sftp::serve(stream, root, options).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::info!("{who}: sftp ended: {e}");
+                    1
+                }
+            };
+            let _ = write_half.exit_status(status).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
         });
         Ok(())
     }

@@ -65,10 +65,7 @@ impl Rscpd {
             // Keep draining so rscpd never blocks on a full pipe.
             for _ in lines {}
         });
-        let (first, second) = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(lines) => lines,
-            Err(_) => (None, None),
-        };
+        let (first, second) = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         let Some(first) = first else {
             let _ = child.kill();
             let _ = child.wait();

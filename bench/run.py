@@ -258,11 +258,12 @@ def sha256(path):
 
 
 def rscpd_argv(rscpd, env, port):
-    """The command line the benchmark starts rscpd with: the one place to adapt to
-    rscpd's real interface when it exists. Assumed here: sshd-like flags, in the
-    foreground, the same host key and authorized_keys as the throwaway sshd."""
+    """The command line the benchmark starts rscpd with (DESIGN.md's contract): the
+    same host key and authorized_keys as the throwaway sshd, and `/` as its root so
+    the remote paths are the same as sshd's."""
     w = env.work
-    return [rscpd, "-D", "-p", str(port), "-h", f"{w}/hostkey", "-a", f"{w}/authorized_keys"]
+    return [rscpd, "--listen", f"127.0.0.1:{port}", "--root", "/",
+            "--host-key", f"{w}/hostkey", "--authorized-keys", f"{w}/authorized_keys"]
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -182,6 +182,7 @@ async fn connection(
         user: String::new(),
         authed: authed.clone(),
         channels: HashMap::new(),
+        running: Arc::new(AtomicUsize::new(0)),
     };
     let grace = tokio::time::sleep(shared.login_grace_time);
     tokio::pin!(grace);
@@ -241,6 +242,8 @@ struct Connection {
     authed: Arc<Notify>,
     /// Session channels opened but not yet given an exec or subsystem request.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Transfers running on this connection (each holds a blocking-pool thread).
+    running: Arc<AtomicUsize>,
 }
 
 impl Connection {
@@ -325,7 +328,7 @@ impl russh::server::Handler for Connection {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= MAX_CHANNELS {
+        if self.channels.len() + self.running.load(Ordering::Relaxed) >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -455,7 +458,9 @@ impl russh::server::Handler for Connection {
             read_only: self.shared.read_only,
             who: self.who(),
         };
+        let running = RunningGuard::new(&self.running);
         spawn_on_blocking_thread(move || async move {
+            let _running = running;
             let (mut read_half, write_half) = channel_handle.split();
             let (stderr_tx, mut stderr_rx) = mpsc::unbounded_channel::<Vec<u8>>();
             let mut stderr = write_half.make_writer_ext(Some(1));
@@ -496,7 +501,9 @@ impl russh::server::Handler for Connection {
         let root = self.shared.root.clone();
         let options = SftpOptions { read_only: self.shared.read_only };
         let who = self.who();
+        let running = RunningGuard::new(&self.running);
         spawn_on_blocking_thread(move || async move {
+            let _running = running;
             let (mut read_half, write_half) = channel_handle.split();
             let stream = tokio::io::join(read_half.make_reader(), write_half.make_writer());
             let status = match sftp::serve(stream, root, options).await {
@@ -528,6 +535,22 @@ impl Connection {
         session.eof(channel)?;
         self.channels.remove(&channel);
         session.close(channel)
+    }
+}
+
+/// Counts a running transfer for as long as it lives.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> RunningGuard {
+        counter.fetch_add(1, Ordering::Relaxed);
+        RunningGuard(counter.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

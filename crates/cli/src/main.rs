@@ -6,7 +6,6 @@
 mod flags;
 mod local;
 mod meter;
-mod operand;
 mod prompt;
 mod remote_copy;
 mod remote_end;
@@ -19,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use flags::FlagError;
+use rscp_proto::operand;
 
 fn main() {
     let mut args = std::env::args_os();

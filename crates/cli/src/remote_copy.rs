@@ -14,6 +14,7 @@ use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Observer, Summary, fs};
 use rscp_proto::command::{self, Direction};
 use rscp_proto::filter::{self, NameFilter};
+use rscp_proto::operand::{Operand, RemotePath};
 use rscp_proto::sink::SinkError;
 use rscp_proto::source::SourceError;
 use rscp_ssh::program::{self, ProgramCall};
@@ -22,7 +23,6 @@ use rscp_ssh::{Client, Remote};
 
 use crate::flags::Flags;
 use crate::meter::{self, Meter};
-use crate::operand::{Operand, RemotePath};
 use crate::report::ClientReport;
 use crate::transport;
 

@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
+use rscp_proto::operand::RemotePath;
 use rscp_ssh::config::{self, HostConfig, Overrides};
 use rscp_ssh::{AddressFamily, AuthMethod, Client, ConnectOptions, HostKeyChecking};
 
 use crate::flags::Flags;
-use crate::operand::RemotePath;
 use crate::prompt::TerminalPrompter;
 
 /// The command-line settings that ssh_config resolution starts from.

@@ -2,7 +2,8 @@
 //!
 //! This crate owns the wire format ([`wire`]), the values it carries ([`message`]),
 //! the rules for names a peer sends ([`name`], [`filter`]), the two state machines
-//! ([`sink`], [`source`]) and the remote command line ([`command`]). It must never
+//! ([`sink`], [`source`]), the remote command line ([`command`]) and the client's
+//! command-line operands (`[user@]host:path`, `scp://...`: [`operand`]). It must never
 //! touch a socket, a file or a clock, and depends on `std` only: drivers (the
 //! `rscp-engine` crate) feed it bytes and act on what it asks for.
 
@@ -11,6 +12,7 @@ pub mod display;
 pub mod filter;
 pub mod message;
 pub mod name;
+pub mod operand;
 pub mod sink;
 pub mod source;
 pub mod wire;

@@ -2,7 +2,8 @@
 //! `scp://[user[;params]@]host[:port][/path]`, with OpenSSH's rules (`misc.c`
 //! `colon()`, `parse_user_host_path()`, `parse_uri()`).
 //!
-//! Only parsing: nothing here connects or touches a file.
+//! Only parsing: nothing here connects or touches a file. The `rscp` client uses
+//! it for its operands, and the `operand_parse` fuzz target checks it.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

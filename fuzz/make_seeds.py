@@ -2,7 +2,7 @@
 """Writes the curated seed corpus under fuzz/seeds/<target>/ (run from fuzz/).
 
 Seeds are small, named inputs: the spec's section 10 vectors, hostile records,
-long lines, odd T records and shell-ish command lines. Crashes found by the
+long lines, odd T records, shell-ish command lines and rscp operands. Crashes found by the
 fuzzer are added by hand as seeds/<target>/crash-<what> next to these.
 """
 import os
@@ -121,6 +121,24 @@ FILTERS = [
 ]
 for i, (p, n) in enumerate(FILTERS):
     add("name_filter", "filter%02d" % i, p.encode() + b"\0" + n.encode())
+
+OPERANDS = [
+    "host:path/x", "bob@host:", "host:", "local.txt", ":local", "./host:file", "dir/a:b", "[::1]:/tmp/x",
+    "bob@[fe80::1]:x", "bob@[fe80::1%eth0]:x", "a@b@host:x", "host:a:b", "[host]:x", "[::1", "[::1]x:y",
+    "[]:x", "@host:x", "bo b@host:x", "bo'b@host:x", "b#@host:x", "b`@host:x", "b\"@host:x",
+    "\xe9t\xe9@host:x", "host\xff:x", "u@h\x1b[31m:x", "[u@[h]:x", "[a@b]:x", "x@[a]]:y", "u@[a:b]:x",
+    "-oProxyCommand=x:y", "host:-p", "host:$(id)", "host:`id`", "h;id:x", "h\nx:y",
+    "scp://host", "scp://host/", "scp://bob@host:2222/dir/x", "scp://host//abs/x.txt",
+    "scp://b%40b;fp=x@host/a%20b", "scp://[::1]:22/x", "scp://[::1]", "scp://host:0/x", "scp://host:65535/x",
+    "scp://host:65536/x", "scp://host:abc/x", "scp://host:/x", "scp:///x", "scp://@host/x", "scp://;x@host/x",
+    "scp://host/%zz", "scp://host/%2", "scp://host/%00", "scp://host/%+1", "scp://host/%-1", "scp://%+41@h/x",
+    "scp://[::1/x", "scp://[::1]x/y", "scp://u@v@host/x", "scp://host/a@b", "scp://h/%2e%2e/x",
+    "scp://u%20v@h/x", "scp://u%27@h/x", "scp://h:22:23/x", "scp:/host/x", "SCP://host/x", "scp://",
+    "scp://h/\xff", "[" * 100 + ":x", "a" * 3000 + ":" + "b" * 3000,
+]
+for i, o in enumerate(OPERANDS):
+    add("operand_parse", "operand%02d" % i, o.encode("latin-1"))
+add("operand_parse", "nul_ends_the_argument", b"host:x\0y")
 
 if __name__ == "__main__":
     total = 0

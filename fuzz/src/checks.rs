@@ -9,10 +9,14 @@
 //
 // Each `pub fn <target>(data: &[u8])` panics when an invariant is broken.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
 use rscp_proto::command::{self, Direction, Flags};
 use rscp_proto::filter::{self, NameFilter};
 use rscp_proto::message::{FileHeader, Message, Mode, Times};
 use rscp_proto::name::FileName;
+use rscp_proto::operand::{self, Operand, OperandError, RemotePath};
 use rscp_proto::sink::{Sink, SinkConfig, SinkError, SinkEvent};
 use rscp_proto::source::{Source, SourceError, SourceEvent};
 use rscp_proto::wire::{self, Incoming, Reply};
@@ -28,6 +32,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("command_parse", command_parse),
     ("name_filter", name_filter),
     ("quote_path", quote_path),
+    ("operand_parse", operand_parse),
 ];
 
 /// A stream of decisions taken from the input, cycling over its bits (all zero: yes).
@@ -593,5 +598,167 @@ pub fn name_filter(data: &[u8]) {
             assert_eq!(names.matches(name), name == pattern, "a plain request accepts only its name");
             assert_eq!(filter::fnmatch(pattern, name), name == pattern);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// operand_parse
+
+/// OpenSSH's `okname()`, as the parser must have applied it to every user it returns.
+fn okname(user: &str) -> bool {
+    !user.is_empty() && user.bytes().all(|b| b < 0x80 && !matches!(b, b'\'' | b'"' | b'`' | b' ' | b'#'))
+}
+
+/// True if every `%` in `text` starts a `%XX` escape with two hex digits (OpenSSH's
+/// `urldecode()` refuses anything else).
+fn escapes_well_formed(text: &[u8]) -> bool {
+    text.iter().enumerate().all(|(i, &b)| {
+        b != b'%' || text.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
+/// `%XX` for the bytes of `text` in `special` (and `%` itself).
+fn url_encode(text: &[u8], special: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for &b in text {
+        if b == b'%' || special.contains(&b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// `[user@][host]:path`: always in brackets, which hide whatever the host holds.
+fn host_path_form(remote: &RemotePath) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(user) = &remote.user {
+        out.extend_from_slice(user.as_bytes());
+        out.push(b'@');
+    }
+    out.extend_from_slice(format!("[{}]:", remote.host).as_bytes());
+    out.extend_from_slice(&remote.path);
+    out
+}
+
+/// `scp://[user@]host[:port]/path`, user and path `%`-escaped where needed.
+fn uri_form(remote: &RemotePath) -> Vec<u8> {
+    let mut out = b"scp://".to_vec();
+    if let Some(user) = &remote.user {
+        out.extend_from_slice(&url_encode(user.as_bytes(), b";/@"));
+        out.push(b'@');
+    }
+    if remote.host.contains(':') || remote.host.starts_with('[') {
+        out.extend_from_slice(format!("[{}]", remote.host).as_bytes());
+    } else {
+        out.extend_from_slice(remote.host.as_bytes());
+    }
+    if let Some(port) = remote.port {
+        out.extend_from_slice(format!(":{port}").as_bytes());
+    }
+    out.push(b'/');
+    out.extend_from_slice(&url_encode(&remote.path, b""));
+    out
+}
+
+/// Parses `bytes`, which the caller knows to be a remote operand.
+fn parse_remote(bytes: &[u8]) -> Result<RemotePath, OperandError> {
+    match operand::parse(OsStr::from_bytes(bytes)) {
+        Ok(Operand::Remote(remote)) => Ok(remote),
+        Ok(Operand::Local(local)) => panic!("{bytes:?} parsed as the local {local:?}"),
+        Err(e) => Err(e),
+    }
+}
+
+/// `operand::parse` (and `host_colon`, `is_remote`) on an arbitrary command-line
+/// argument (up to a NUL): local exactly when `is_remote` says so, and then unchanged;
+/// no `/` before the host colon; every accepted user passes `okname()`; `%` escapes
+/// are two hex digits; a
+/// `host:path` operand is a pure split of its bytes; and every remote operand,
+/// written back as `[user@]host:path` or as an `scp://` URI, parses to itself.
+pub fn operand_parse(data: &[u8]) {
+    // A command-line argument is a C string: it ends at the first NUL.
+    let arg = &data[..data.iter().position(|&b| b == 0).unwrap_or(data.len())];
+    let colon = operand::host_colon(arg);
+    if let Some(i) = colon {
+        assert!(i > 0 && arg[i] == b':', "colon {i} in {arg:?}");
+        assert!(!arg[..i].contains(&b'/'), "a / before the host colon of {arg:?}");
+    }
+    let uri = arg.starts_with(b"scp://");
+    assert_eq!(operand::is_remote(arg), uri || colon.is_some());
+    let parsed = match operand::parse(OsStr::from_bytes(arg)) {
+        Ok(Operand::Local(local)) => {
+            assert!(!operand::is_remote(arg), "{arg:?} is remote but parsed as local");
+            assert_eq!(local.as_bytes(), arg, "a local operand is kept as it is");
+            return;
+        }
+        Ok(Operand::Remote(remote)) => remote,
+        Err(e) => {
+            assert!(operand::is_remote(arg), "{arg:?} is local but refused: {e}");
+            let text = e.to_string();
+            match e {
+                OperandError::InvalidUser(_) => assert!(text.ends_with(": invalid user name")),
+                OperandError::InvalidUri(_) => {
+                    assert!(uri, "{arg:?}: invalid uri without scp://");
+                    assert!(text.ends_with(": invalid uri"));
+                }
+            }
+            return;
+        }
+    };
+    if let Some(user) = &parsed.user {
+        assert!(okname(user), "user {user:?} from {arg:?} passes okname");
+    }
+    assert_ne!(parsed.port, Some(0), "port 0 from {arg:?}");
+    let utf8 = std::str::from_utf8(arg).is_ok();
+    if uri {
+        assert!(!parsed.host.is_empty(), "empty host from {arg:?}");
+        let rest = &arg[b"scp://".len()..];
+        let authority_end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        let raw_path = rest.get(authority_end + 1..).unwrap_or_default();
+        assert!(escapes_well_formed(raw_path), "bad %-escape accepted in the path of {arg:?}");
+        if let Some(at) = rest[..authority_end].iter().rposition(|&b| b == b'@') {
+            let raw_user = rest[..at].split(|&b| b == b';').next().unwrap_or_default();
+            assert!(escapes_well_formed(raw_user), "bad %-escape accepted in the user of {arg:?}");
+        }
+        if !raw_path.contains(&b'%') {
+            assert_eq!(parsed.path, raw_path, "path of {arg:?}");
+        }
+    } else {
+        let i = colon.expect("a remote operand without scp:// has a host colon");
+        assert_eq!(parsed.port, None);
+        assert_eq!(parsed.path, &arg[i + 1..], "path of {arg:?}");
+        if utf8 {
+            // The login part is the user, `@`, and the host (perhaps in brackets).
+            let mut login = Vec::new();
+            if let Some(user) = &parsed.user {
+                login.extend_from_slice(user.as_bytes());
+                login.push(b'@');
+            }
+            let bare = [&login[..], parsed.host.as_bytes()].concat();
+            let bracketed = [&login[..], b"[", parsed.host.as_bytes(), b"]"].concat();
+            assert!(arg[..i] == bare || arg[..i] == bracketed, "login of {arg:?}: {parsed:?}");
+        }
+    }
+    if !utf8 {
+        // The host went through a lossy conversion: no round trip.
+        return;
+    }
+    let again = host_path_form(&parsed);
+    if !uri {
+        let reparsed =
+            parse_remote(&again).unwrap_or_else(|e| panic!("{again:?} (from {arg:?}) refused: {e}"));
+        assert_eq!(reparsed, parsed, "{again:?} from {arg:?}");
+    }
+    // Hosts a URI can hold: not empty, no `/` or `@`, and no `]` when in brackets.
+    let host = &parsed.host;
+    let bracketed = host.contains(':') || host.starts_with('[');
+    let uri_host = !host.is_empty() && !host.contains(['/', '@']) && (!bracketed || !host.contains(']'));
+    if uri_host {
+        let again = uri_form(&parsed);
+        let reparsed =
+            parse_remote(&again).unwrap_or_else(|e| panic!("{again:?} (from {arg:?}) refused: {e}"));
+        assert_eq!(reparsed, parsed, "{again:?} from {arg:?}");
     }
 }

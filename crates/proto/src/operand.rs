@@ -159,14 +159,16 @@ fn parse_uri(whole: &OsStr, rest: &[u8]) -> Result<RemotePath, OperandError> {
     })
 }
 
-/// `%XX` decoding; `None` on a malformed escape or a decoded NUL.
+/// `%XX` decoding; `None` on a malformed escape or a decoded NUL. `XX` must be two
+/// hex digits, as OpenSSH's `urldecode()` requires (`from_str_radix` alone would
+/// also take `%+1`).
 fn url_decode(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
         if text[i] == b'%' {
-            let hex = std::str::from_utf8(text.get(i + 1..i + 3)?).ok()?;
-            let byte = u8::from_str_radix(hex, 16).ok()?;
+            let hex = text.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
             if byte == 0 {
                 return None;
             }
@@ -229,6 +231,10 @@ mod tests {
         assert_eq!(remote("scp://b%40b;fp=x@host/a%20b"), spec(Some("b@b"), "host", None, "a b"));
         assert_eq!(remote("scp://[::1]:22/x"), spec(None, "::1", Some(22), "x"));
         for bad in ["scp://host:0/x", "scp://host:abc/x", "scp:///x", "scp://host/%zz", "scp://[::1/x"] {
+            assert!(matches!(parse(OsStr::new(bad)), Err(OperandError::InvalidUri(_))), "{bad}");
+        }
+        // Found by the operand_parse fuzz check: an escape is two hex digits, no sign.
+        for bad in ["scp://host/%+1", "scp://host/%2", "scp://%+41@host/x", "scp://host/%00"] {
             assert!(matches!(parse(OsStr::new(bad)), Err(OperandError::InvalidUri(_))), "{bad}");
         }
     }

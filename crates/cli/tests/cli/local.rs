@@ -189,3 +189,39 @@ fn writable_file_in_a_read_only_directory() {
     assert_eq!(show(&out.stderr), format!("{}: Permission denied\\n", locked.join("other").display()));
     assert_eq!(fs::read_dir(&locked).expect("list").count(), 1, "no temporary file left");
 }
+
+/// CVE-2006-0225: OpenSSH's scp ran local copies through `system()`, so a name was
+/// expanded by a shell a second time. rscp copies in-process: names spelled in
+/// shell syntax are just names, copied literally, and nothing they spell runs.
+#[test]
+fn shell_special_names_are_copied_literally() {
+    let dir = tempdir();
+    let names = [
+        "$(touch pwned1)",
+        "`touch pwned2`",
+        "a;touch pwned3",
+        "b|touch pwned4",
+        "c&&touch pwned5",
+        "*",
+        "$HOME",
+        "'q' \"d\"",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        write_file(&dir.path().join(name), i.to_string().as_bytes(), 0o644);
+    }
+    fs::create_dir(dir.path().join("dst")).expect("mkdir");
+    let out = run(rscp(dir.path()).args(names).arg("dst"), b"");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr_text());
+    for (i, name) in names.iter().enumerate() {
+        let copied = fs::read(dir.path().join("dst").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(copied, i.to_string().as_bytes(), "{name}");
+    }
+    assert_eq!(
+        fs::read_dir(dir.path().join("dst")).expect("dst").count(),
+        names.len(),
+        "nothing else in dst"
+    );
+    for marker in ["pwned1", "pwned2", "pwned3", "pwned4", "pwned5"] {
+        assert!(!dir.path().join(marker).exists(), "{marker} was created: a shell ran");
+    }
+}

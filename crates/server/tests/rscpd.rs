@@ -2,6 +2,11 @@
 //! pscp (SCP and SFTP), and rscp. Every server runs on 127.0.0.1, port 0, with a
 //! throwaway host key that the clients verify (StrictHostKeyChecking yes).
 
+#[path = "rscpd/faults.rs"]
+mod faults;
+#[path = "rscpd/load.rs"]
+mod load;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -270,7 +275,9 @@ fn openssh_scp_legacy_protocol_up_and_down() {
     assert_ok(&f.scp(&["-O", "-r", "-p", "rscpd:tree", "down"]), "scp -O -rp download");
     assert_same_tree(&f.local().join("tree"), &f.local().join("down"), true);
     // Single files, to a named target and into a directory; absolute paths mean the root.
-    assert_ok(&f.scp(&["-O", "tree/one", "rscpd:/renamed"]), "scp -O file upload");
+    // AES-GCM, the benchmark's cipher, is on offer (russh's server default lacks aes128-gcm).
+    let upload = f.scp(&["-O", "-c", "aes128-gcm@openssh.com", "tree/one", "rscpd:/renamed"]);
+    assert_ok(&upload, "scp -O -c aes128-gcm file upload");
     assert_eq!(fs::read(f.root().join("renamed")).expect("read"), b"1");
     assert_ok(&f.scp(&["-O", "rscpd:tree/empty", "rscpd:~/renamed", "."]), "scp -O two files down");
     assert_eq!(fs::read(f.local().join("empty")).expect("read").len(), 0);

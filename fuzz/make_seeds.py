@@ -139,6 +139,10 @@ OPERANDS = [
 for i, o in enumerate(OPERANDS):
     add("operand_parse", "operand%02d" % i, o.encode("latin-1"))
 add("operand_parse", "nul_ends_the_argument", b"host:x\0y")
+# CVE-2023-51385: hosts and users a shell would run through ProxyCommand %h / %r.
+for i, o in enumerate(["a`touch pwned`b:x", "a$(id)b:x", "u$(id)@h:x", "-oProxyCommand=sh:x", "scp://a$(id)b/x",
+                       "scp://u%3bid@h/x", "u\\@h:x", "h\tx:y", "[a|b]:x", "u$x@h-1.example_2:f"]):
+    add("operand_parse", "shell_in_host_or_user%02d" % i, o.encode())
 
 if __name__ == "__main__":
     total = 0

@@ -604,9 +604,20 @@ pub fn name_filter(data: &[u8]) {
 // ---------------------------------------------------------------------------
 // operand_parse
 
-/// OpenSSH's `okname()`, as the parser must have applied it to every user it returns.
-fn okname(user: &str) -> bool {
-    !user.is_empty() && user.bytes().all(|b| b < 0x80 && !matches!(b, b'\'' | b'"' | b'`' | b' ' | b'#'))
+/// OpenSSH's scp `okname()` and ssh `valid_ruser()`, as the parser must have
+/// applied them to every user it returns.
+fn user_ok(user: &str) -> bool {
+    !user.is_empty()
+        && !user.starts_with('-')
+        && !user.ends_with('\\')
+        && user.bytes().all(|b| b.is_ascii_graphic() && !b"'\"`#;&<>|(){}".contains(&b))
+}
+
+/// OpenSSH's ssh `valid_hostname()`, as the parser must have applied it to every
+/// host it returns (CVE-2023-51385: hosts reach `ProxyCommand` through a shell).
+fn host_ok(host: &str) -> bool {
+    !host.starts_with('-')
+        && !host.bytes().any(|b| b.is_ascii_control() || b == b' ' || b"'\"`$\\;&<>|(){}".contains(&b))
 }
 
 /// True if every `%` in `text` starts a `%XX` escape with two hex digits (OpenSSH's
@@ -673,8 +684,8 @@ fn parse_remote(bytes: &[u8]) -> Result<RemotePath, OperandError> {
 
 /// `operand::parse` (and `host_colon`, `is_remote`) on an arbitrary command-line
 /// argument (up to a NUL): local exactly when `is_remote` says so, and then unchanged;
-/// no `/` before the host colon; every accepted user passes `okname()`; `%` escapes
-/// are two hex digits; a
+/// no `/` before the host colon; every accepted user and host passes OpenSSH's
+/// checks; `%` escapes are two hex digits; a
 /// `host:path` operand is a pure split of its bytes; and every remote operand,
 /// written back as `[user@]host:path` or as an `scp://` URI, parses to itself.
 pub fn operand_parse(data: &[u8]) {
@@ -699,6 +710,9 @@ pub fn operand_parse(data: &[u8]) {
             let text = e.to_string();
             match e {
                 OperandError::InvalidUser(_) => assert!(text.ends_with(": invalid user name")),
+                OperandError::InvalidHost(_) => {
+                    assert!(text.ends_with(": hostname contains invalid characters"))
+                }
                 OperandError::InvalidUri(_) => {
                     assert!(uri, "{arg:?}: invalid uri without scp://");
                     assert!(text.ends_with(": invalid uri"));
@@ -708,8 +722,9 @@ pub fn operand_parse(data: &[u8]) {
         }
     };
     if let Some(user) = &parsed.user {
-        assert!(okname(user), "user {user:?} from {arg:?} passes okname");
+        assert!(user_ok(user), "user {user:?} from {arg:?} passes okname and valid_ruser");
     }
+    assert!(host_ok(&parsed.host), "host {:?} from {arg:?} passes valid_hostname", parsed.host);
     assert_ne!(parsed.port, Some(0), "port 0 from {arg:?}");
     let utf8 = std::str::from_utf8(arg).is_ok();
     if uri {

@@ -31,6 +31,8 @@ pub enum Operand {
 pub enum OperandError {
     InvalidUser(String),
     InvalidUri(String),
+    /// A host name a shell would interpret (OpenSSH's ssh refuses it too).
+    InvalidHost(String),
 }
 
 impl std::fmt::Display for OperandError {
@@ -38,6 +40,7 @@ impl std::fmt::Display for OperandError {
         match self {
             OperandError::InvalidUser(user) => write!(f, "{user}: invalid user name"),
             OperandError::InvalidUri(uri) => write!(f, "{uri}: invalid uri"),
+            OperandError::InvalidHost(host) => write!(f, "{host}: hostname contains invalid characters"),
         }
     }
 }
@@ -91,21 +94,33 @@ pub fn parse(arg: &OsStr) -> Result<Operand, OperandError> {
     };
     let host = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")).unwrap_or(host);
     let user = user.map(checked_user).transpose()?;
-    Ok(Operand::Remote(RemotePath {
-        user,
-        host: String::from_utf8_lossy(host).into_owned(),
-        port: None,
-        path: path.to_vec(),
-    }))
+    Ok(Operand::Remote(RemotePath { user, host: checked_host(host)?, port: None, path: path.to_vec() }))
 }
 
-/// OpenSSH's `okname()`: user names are pasted into command lines, so refuse the
-/// bytes that would need quoting.
+/// OpenSSH's `okname()` (scp) and `valid_ruser()` (ssh, the CVE-2023-51385 fix):
+/// user names are pasted into command lines (`ProxyCommand ... %r`, `Match exec`),
+/// so refuse the bytes that would need quoting, control characters, a leading `-`
+/// and a trailing backslash.
 fn checked_user(user: &[u8]) -> Result<String, OperandError> {
-    let bad =
-        user.is_empty() || user.iter().any(|&b| b >= 0x80 || matches!(b, b'\'' | b'"' | b'`' | b' ' | b'#'));
+    let shell = |b: u8| b"'\"`;&<>|(){}".contains(&b);
+    let bad = user.is_empty()
+        || user.first() == Some(&b'-')
+        || user.last() == Some(&b'\\')
+        || user.iter().any(|&b| b >= 0x80 || b.is_ascii_control() || shell(b) || matches!(b, b' ' | b'#'));
     let text = String::from_utf8_lossy(user).into_owned();
     if bad { Err(OperandError::InvalidUser(text)) } else { Ok(text) }
+}
+
+/// OpenSSH's `valid_hostname()` (ssh, the CVE-2023-51385 fix): the host name from
+/// the command line is expanded into `ProxyCommand ... %h` and `Match exec`, which
+/// a shell runs, so refuse shell syntax, blanks, control characters and a leading
+/// `-` (`-oProxyCommand=...`).
+fn checked_host(host: &[u8]) -> Result<String, OperandError> {
+    let shell = |b: u8| b"'\"`$\\;&<>|(){}".contains(&b);
+    let bad = host.first() == Some(&b'-')
+        || host.iter().any(|&b| b.is_ascii_whitespace() || b.is_ascii_control() || shell(b));
+    let text = String::from_utf8_lossy(host).into_owned();
+    if bad { Err(OperandError::InvalidHost(text)) } else { Ok(text) }
 }
 
 /// `scp://[user[;params]@]host[:port][/path]`: user and path are URL-decoded, a
@@ -150,13 +165,9 @@ fn parse_uri(whole: &OsStr, rest: &[u8]) -> Result<RemotePath, OperandError> {
             Some(text.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(invalid)?)
         }
     };
+    let path = url_decode(path).ok_or_else(invalid)?;
     let user = user.map(|u| checked_user(&u)).transpose()?;
-    Ok(RemotePath {
-        user,
-        host: String::from_utf8_lossy(host).into_owned(),
-        port,
-        path: url_decode(path).ok_or_else(invalid)?,
-    })
+    Ok(RemotePath { user, host: checked_host(host)?, port, path })
 }
 
 /// `%XX` decoding; `None` on a malformed escape or a decoded NUL. `XX` must be two
@@ -248,5 +259,47 @@ mod tests {
             parse(OsStr::new("bo b@host:x")).map_err(|e| e.to_string()),
             Err("bo b: invalid user name".into())
         );
+    }
+
+    /// CVE-2023-51385: `ProxyCommand nc %h %p` (or `%r`, or `Match exec`) runs the
+    /// command-line host and user through a shell; rscp ran `a`touch x`b:f` with
+    /// such a config. Refused like OpenSSH's ssh (9.6) refuses them.
+    #[test]
+    fn hosts_and_users_a_shell_would_interpret_are_refused() {
+        for bad in [
+            "a`touch x`b:f",
+            "a$(id)b:f",
+            "h;id:f",
+            "h|id:f",
+            "h&id:f",
+            "h>x:f",
+            "h\\x:f",
+            "h'x:f",
+            "h\"x:f",
+            "h{a,b}:f",
+            "h\tx:f",
+            "h\nx:f",
+            "-oProxyCommand=sh:f",
+            "u@-oProxyCommand=sh:f",
+            "[a$(id)]:f",
+            "scp://a$(id)b/f",
+            "scp://u@-h/f",
+        ] {
+            assert!(matches!(parse(OsStr::new(bad)), Err(OperandError::InvalidHost(_))), "{bad}");
+        }
+        for bad in
+            ["u$(id)@h:f", "u;id@h:f", "u|x@h:f", "u&x@h:f", "u{a}@h:f", "-u@h:f", "u\\@h:f", "u\n@h:f"]
+        {
+            assert!(matches!(parse(OsStr::new(bad)), Err(OperandError::InvalidUser(_))), "{bad}");
+        }
+        assert!(matches!(parse(OsStr::new("scp://u%3bid@h/f")), Err(OperandError::InvalidUser(_))));
+        assert_eq!(
+            parse(OsStr::new("a`id`:f")).map_err(|e| e.to_string()),
+            Err("a`id`: hostname contains invalid characters".into())
+        );
+        // What OpenSSH still accepts stays accepted.
+        assert_eq!(remote("u$x@h-1.example_2:f"), spec(Some("u$x"), "h-1.example_2", None, "f"));
+        assert_eq!(remote("[fe80::1%eth0]:f"), spec(None, "fe80::1%eth0", None, "f"));
+        assert_eq!(remote("u@h:$(id) ; `x`"), spec(Some("u"), "h", None, "$(id) ; `x`"));
     }
 }

@@ -711,7 +711,7 @@ pub fn operand_parse(data: &[u8]) {
             match e {
                 OperandError::InvalidUser(_) => assert!(text.ends_with(": invalid user name")),
                 OperandError::InvalidHost(_) => {
-                    assert!(text.ends_with(": hostname contains invalid characters"))
+                    assert_eq!(text, "hostname contains invalid characters")
                 }
                 OperandError::InvalidUri(_) => {
                     assert!(uri, "{arg:?}: invalid uri without scp://");

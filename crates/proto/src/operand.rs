@@ -40,7 +40,8 @@ impl std::fmt::Display for OperandError {
         match self {
             OperandError::InvalidUser(user) => write!(f, "{user}: invalid user name"),
             OperandError::InvalidUri(uri) => write!(f, "{uri}: invalid uri"),
-            OperandError::InvalidHost(host) => write!(f, "{host}: hostname contains invalid characters"),
+            // ssh's own wording (scp -O prints what ssh says).
+            OperandError::InvalidHost(_) => write!(f, "hostname contains invalid characters"),
         }
     }
 }
@@ -295,7 +296,7 @@ mod tests {
         assert!(matches!(parse(OsStr::new("scp://u%3bid@h/f")), Err(OperandError::InvalidUser(_))));
         assert_eq!(
             parse(OsStr::new("a`id`:f")).map_err(|e| e.to_string()),
-            Err("a`id`: hostname contains invalid characters".into())
+            Err("hostname contains invalid characters".into())
         );
         // What OpenSSH still accepts stays accepted.
         assert_eq!(remote("u$x@h-1.example_2:f"), spec(Some("u$x"), "h-1.example_2", None, "f"));

@@ -332,7 +332,11 @@ def make_cases(env):
         Case("d-down", "d", "256 MiB download, +20 ms each way", "down", "mid", "delay"),
         Case("d-up", "d", "256 MiB upload, +20 ms each way", "up", "mid", "delay"),
         Case("e", "e", "connect + 1 KiB upload", "up", "small"),
-        Case("f", "f", f"{big} download, rscp->rscpd vs scp -O->sshd", "down", "big", "rscpd"),
+        Case("f-a", "f", f"{big} upload, rscp->rscpd vs scp -O->sshd", "up", "big", "rscpd"),
+        Case("f-b", "f", f"{big} download, rscp->rscpd vs scp -O->sshd", "down", "big", "rscpd"),
+        Case("f-c-up", "f", f"{env.nfiles} x 4 KiB tree upload, rscp->rscpd vs scp -O->sshd", "up", "tree", "rscpd"),
+        Case("f-c-down", "f", f"{env.nfiles} x 4 KiB tree download, rscp->rscpd vs scp -O->sshd", "down", "tree",
+             "rscpd"),
     ]
 
 

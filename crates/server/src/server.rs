@@ -111,7 +111,6 @@ pub fn config(host_key: PrivateKey, shared: &Shared, max_auth_tries: usize) -> r
         inactivity_timeout: Some(Duration::from_secs(600)),
         keepalive_interval: Some(Duration::from_secs(60)),
         keepalive_max: 3,
-        nodelay: true,
         preferred: russh::Preferred { cipher: CIPHERS.into(), ..russh::Preferred::default() },
         ..Default::default()
     }
@@ -187,6 +186,11 @@ async fn connection(
     stop: Arc<Notify>,
 ) {
     tracing::info!("connection {id} from {peer}");
+    // russh applies `Config::nodelay` only in its own accept loop. Without it,
+    // Nagle holds back each small record until the peer's delayed ACK (40 ms a file).
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::debug!("connection {id}: TCP_NODELAY: {e}");
+    }
     let authed = Arc::new(Notify::new());
     let handler = Connection {
         id,

@@ -36,7 +36,7 @@ GROUPS = {
     "c": ("tree up and down (-r)", 3.0),
     "d": ("256 MiB over +20 ms each way", 5.0),
     "e": ("connect + copy one 1 KiB file", 1.0),
-    "f": ("rscp->rscpd vs scp -O->sshd", None),
+    "f": ("rscp->rscpd vs scp -O->sshd", 2.0),
 }
 
 
@@ -619,6 +619,12 @@ def write_markdown(path, args, env, rows, notes, rscp, ran_groups, chart_ok):
         lines.append("")
         for n in notes:
             lines.append(f"* {n}")
+        lines.append("")
+    # The hand-written analysis (what limits each case) follows the generated part.
+    limits = os.path.join(ROOT, "bench", "limits.md")
+    if os.path.exists(limits):
+        with open(limits) as f:
+            lines.append(f.read().rstrip("\n"))
         lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -265,7 +265,8 @@ struct Connection {
 
 impl Connection {
     fn who(&self) -> String {
-        format!("{}@{} [{}]", self.user, self.peer, self.id)
+        // The user name is the peer's: escaped, so it cannot forge log lines.
+        format!("{}@{} [{}]", rscp_proto::display::escape(self.user.as_bytes()), self.peer, self.id)
     }
 
     fn key_allowed(&self, key: &russh::keys::PublicKey) -> Result<(), String> {

@@ -477,6 +477,12 @@ pub fn command_parse(data: &[u8]) {
     }
     let literals: Vec<&[u8]> = parsed.paths.iter().map(|p| &p.literal[..]).collect();
     let line = command::build("scp", parsed.direction, &parsed.flags, &literals);
+    if line.len() > command::MAX_LINE {
+        // Quoting can make the line longer than the one parsed (`'$$'` becomes
+        // `\$\$`): past the limit, parse must refuse it as too long, nothing else.
+        assert!(matches!(command::parse(&line), Err(command::CommandError::TooLong)));
+        return;
+    }
     let again = command::parse(&line).unwrap_or_else(|e| panic!("build output {line:?} refused: {e}"));
     assert_eq!(again.direction, parsed.direction);
     assert_eq!(again.flags, parsed.flags);

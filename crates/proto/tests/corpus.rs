@@ -59,3 +59,26 @@ fn thousands_of_brace_patterns_match_in_one_pass() {
     assert!(filter.matches(b"abababababab"));
     assert!(!filter.matches(b"abababababac"));
 }
+
+/// Found by `command_parse` (a wrong assumption in the check, not a parser bug):
+/// `build` quotes every `$` as `\$`, so a line that fits `MAX_LINE` when parsed can
+/// come back longer than the limit, and `parse` then refuses it as too long. Seeds:
+/// `seeds/command_parse/crash-quoting_makes_the_line_too_long`, `quoting_fills_the_line`.
+#[test]
+fn quoting_can_make_a_line_too_long() {
+    use rscp_proto::command::{self, CommandError, Direction, Flags, MAX_LINE};
+    for (dollars, fits) in [(32_764, true), (32_765, false)] {
+        let mut line = b"scp -t '".to_vec();
+        line.extend(std::iter::repeat_n(b'$', dollars));
+        line.push(b'\'');
+        let parsed = command::parse(&line).expect("a line within the limit");
+        let literals: Vec<&[u8]> = parsed.paths.iter().map(|p| &p.literal[..]).collect();
+        let built = command::build("scp", Direction::Sink, &Flags::default(), &literals);
+        assert_eq!(built.len(), 7 + 2 * dollars);
+        assert_eq!(built.len() <= MAX_LINE, fits);
+        match command::parse(&built) {
+            Ok(again) => assert!(fits && again.paths[0].literal == parsed.paths[0].literal),
+            Err(e) => assert!(!fits && e == CommandError::TooLong, "{e}"),
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! Every child process is bounded in time (a hang fails the test, it never
 //! blocks CI) and runs in its own process group, killed as a whole on timeout.
 
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/interop.rs"]
 mod interop;
 #[path = "cli/local.rs"]

@@ -273,8 +273,15 @@ fn client_killed_mid_upload_keeps_the_old_file() {
         let cleaned_in = started.elapsed();
         let got = fs::read(f.root().join(&dest)).expect("read destination");
         assert!(got == old || got == new, "{client} killed at {percent} %: the destination is half-written");
-        assert_eq!(got, old, "{client} killed at {percent} %: the file cannot have completed");
-        figures.push(format!("{client} killed at {seen} bytes ({percent} %): old content kept, temporary removed in {cleaned_in:?}"));
+        // Before 90 % the rest cannot have arrived in time; at 90 % (some 130 ms
+        // to go) a loaded machine may let it finish, which is fine too.
+        if percent < 90 {
+            assert!(got == old, "{client} killed at {percent} %: the file cannot have completed");
+        }
+        let kept = if got == old { "old content kept" } else { "completed before the kill" };
+        figures.push(format!(
+            "{client} killed at {seen} bytes ({percent} %): {kept}, temporary removed in {cleaned_in:?}"
+        ));
     }
     assert_eq!(names(&f.root()), ["dest0", "dest1", "dest2", "dest3"]);
     // rscpd goes on serving.
@@ -371,7 +378,7 @@ fn connection_cut_mid_file() {
     }
 
     // SFTP: the client fails; the file is written in place (the protocol's design).
-    let output = f.scp(&["-F", &up_config, "big", "rscpd:up-sftp"]);
+    let output = f.run("scp", &["-F", &up_config, "big", "rscpd:up-sftp"]);
     let stderr = assert_fails(&output, "scp (SFTP) upload through a cut");
     messages.push(format!("scp (SFTP) upload: {:?}", stderr.trim()));
 

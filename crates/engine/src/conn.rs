@@ -131,6 +131,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         Ok(())
     }
 
+    /// Sends whatever is buffered.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush().await
+    }
+
     /// Flushes and shuts down the writing half (the peer sees end of stream).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.writer.flush().await?;

@@ -110,7 +110,9 @@ where
             }
         }
     };
-    let _ = conn.shutdown().await;
+    // Flushed, but no EOF yet: the caller sends the exit status first, as sshd
+    // does (a client whose input has ended closes the channel on EOF).
+    let _ = conn.flush().await;
     match summary {
         Ok(summary) if summary.ok() => 0,
         Ok(summary) => {

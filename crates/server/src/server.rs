@@ -13,7 +13,7 @@ use russh::keys::ssh_key::HashAlg;
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::authorized_keys::AuthorizedKeys;
@@ -186,6 +186,9 @@ async fn connection(
     stop: Arc<Notify>,
 ) {
     tracing::info!("connection {id} from {peer}");
+    // Tells this connection's transfers that it is gone: a write waiting for
+    // window space would otherwise wait for ever (russh never wakes it).
+    let (closed_tx, closed_rx) = watch::channel(false);
     // russh applies `Config::nodelay` only in its own accept loop. Without it,
     // Nagle holds back each small record until the peer's delayed ACK (40 ms a file).
     if let Err(e) = socket.set_nodelay(true) {
@@ -198,6 +201,7 @@ async fn connection(
         shared: shared.clone(),
         user: String::new(),
         authed: authed.clone(),
+        closed: closed_rx,
         channels: HashMap::new(),
         running: Arc::new(AtomicUsize::new(0)),
     };
@@ -211,6 +215,7 @@ async fn connection(
     };
     tokio::pin!(evicted);
     let mut logged_in = false;
+    let mut finished = false;
     let started = tokio::select! {
         started = russh::server::run_stream(config, socket, handler) => started.map_err(|e| e.to_string()),
         () = &mut grace => Err("login grace time over".to_string()),
@@ -222,7 +227,10 @@ async fn connection(
             let handle = session.handle();
             let reason = loop {
                 tokio::select! {
-                    ended = &mut session => break ended.err().map(|e| e.to_string()),
+                    ended = &mut session => {
+                        finished = true;
+                        break ended.err().map(|e| e.to_string());
+                    }
                     () = authed.notified(), if !logged_in => logged_in = true,
                     () = &mut grace, if !logged_in => {
                         let _ = handle.disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), String::new()).await;
@@ -239,11 +247,14 @@ async fn connection(
                 }
             };
             // Let the session task see the disconnect and drop its channels.
-            let _ = tokio::time::timeout(Duration::from_secs(2), session).await;
+            if !finished {
+                let _ = tokio::time::timeout(Duration::from_secs(2), session).await;
+            }
             reason
         }
     };
     shared.leave(id);
+    let _ = closed_tx.send(true);
     match reason {
         Some(reason) => tracing::info!("connection {id} from {peer} closed: {reason}"),
         None => tracing::info!("connection {id} from {peer} closed"),
@@ -257,6 +268,8 @@ struct Connection {
     shared: Arc<Shared>,
     user: String,
     authed: Arc<Notify>,
+    /// Becomes true when the connection has ended.
+    closed: watch::Receiver<bool>,
     /// Session channels opened but not yet given an exec or subsystem request.
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Transfers running on this connection (each holds a blocking-pool thread).
@@ -477,6 +490,7 @@ impl russh::server::Handler for Connection {
             who: self.who(),
         };
         let running = RunningGuard::new(&self.running);
+        let mut closed = self.closed.clone();
         spawn_on_blocking_thread(move || async move {
             let _running = running;
             let (mut read_half, write_half) = channel_handle.split();
@@ -491,9 +505,15 @@ impl russh::server::Handler for Connection {
                 }
                 let _ = stderr.flush().await;
             });
-            let status =
-                exec::run_scp(read_half.make_reader(), write_half.make_writer(), stderr_tx, &command, &scp)
-                    .await;
+            let scp_run =
+                exec::run_scp(read_half.make_reader(), write_half.make_writer(), stderr_tx, &command, &scp);
+            let status = tokio::select! {
+                status = scp_run => status,
+                _ = closed.wait_for(|gone| *gone) => {
+                    tracing::info!("{}: connection lost during scp", scp.who);
+                    1
+                }
+            };
             let _ = pump.await;
             let _ = write_half.exit_status(status).await;
             let _ = write_half.eof().await;
@@ -520,14 +540,21 @@ impl russh::server::Handler for Connection {
         let options = SftpOptions { read_only: self.shared.read_only };
         let who = self.who();
         let running = RunningGuard::new(&self.running);
+        let mut closed = self.closed.clone();
         spawn_on_blocking_thread(move || async move {
             let _running = running;
             let (mut read_half, write_half) = channel_handle.split();
             let stream = tokio::io::join(read_half.make_reader(), write_half.make_writer());
-            let status = match sftp::serve(stream, root, options).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    tracing::info!("{who}: sftp ended: {e}");
+            let status = tokio::select! {
+                result = sftp::serve(stream, root, options) => match result {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::info!("{who}: sftp ended: {e}");
+                        1
+                    }
+                },
+                _ = closed.wait_for(|gone| *gone) => {
+                    tracing::info!("{who}: connection lost during sftp");
                     1
                 }
             };

@@ -48,7 +48,41 @@ impl AsyncRead for RemoteReader {
 }
 
 /// The writing half: the remote command's stdin. Shutting it down sends EOF.
-pub struct RemoteWriter(Pin<Box<dyn AsyncWrite + Send>>);
+pub struct RemoteWriter {
+    inner: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Resolves when the channel is gone. A write waiting for window space on a
+    /// dead connection is never woken by russh; this fails it instead.
+    closed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    gone: bool,
+}
+
+impl RemoteWriter {
+    fn new(inner: Pin<Box<dyn AsyncWrite + Send>>, closed: Option<oneshot::Receiver<()>>) -> RemoteWriter {
+        let closed = closed.map(|rx| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async move {
+                let _ = rx.await;
+            })
+        });
+        RemoteWriter { inner, closed, gone: false }
+    }
+
+    /// `Err(BrokenPipe)` once the channel is gone.
+    fn check_closed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let broken = || Err(io::Error::from(io::ErrorKind::BrokenPipe));
+        if self.gone {
+            return broken();
+        }
+        match self.closed.as_mut().map(|closed| closed.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                // A finished future must not be polled again: remember instead.
+                self.closed = None;
+                self.gone = true;
+                broken()
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 impl std::fmt::Debug for RemoteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,15 +92,33 @@ impl std::fmt::Debug for RemoteWriter {
 
 impl AsyncWrite for RemoteWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.0.as_mut().poll_write(cx, buf)
+        match self.inner.as_mut().poll_write(cx, buf) {
+            Poll::Pending => {
+                self.check_closed(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.as_mut().poll_flush(cx)
+        match self.inner.as_mut().poll_flush(cx) {
+            Poll::Pending => {
+                self.check_closed(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.as_mut().poll_shutdown(cx)
+        match self.inner.as_mut().poll_shutdown(cx) {
+            Poll::Pending => {
+                self.check_closed(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 }
 
@@ -102,7 +154,7 @@ impl Remote {
     ) -> Remote {
         Remote {
             reader: RemoteReader::Stream(Box::pin(reader)),
-            writer: RemoteWriter(Box::pin(writer)),
+            writer: RemoteWriter::new(Box::pin(writer), None),
             exit,
         }
     }
@@ -134,7 +186,8 @@ where
     S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
 {
     let (mut read_half, write_half) = channel.split();
-    let writer = RemoteWriter(Box::pin(write_half.make_writer()));
+    let (closed_tx, closed_rx) = oneshot::channel::<()>();
+    let writer = RemoteWriter::new(Box::pin(write_half.make_writer()), Some(closed_rx));
     let (chunk_tx, chunk_rx) = mpsc::channel(READ_QUEUE);
     let (exit_tx, exit_rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -161,6 +214,8 @@ where
             }
         }
         drop(data);
+        // The channel is closed or the connection gone: pending writes fail now.
+        drop(closed_tx);
         let _ = exit_tx.send(status);
     });
     Remote {

@@ -149,8 +149,6 @@ fn one_bad_file_among_a_thousand_downloaded() {
 /// (Against rscpd, whose window is 16 MiB and which reads fast, the same cut
 /// usually finds window space left and rscp exits as it should.)
 #[test]
-#[ignore = "bug: rscp hangs after the connection is lost while an upload waits for window space \
-            (rscp_ssh::remote::RemoteWriter is russh's ChannelTx, whose window wait no session end wakes)"]
 fn upload_through_a_cut_connection_ends() {
     let Some(peer) = Peer::new() else { return };
     fs::write(peer.path("big"), pseudo_random(16 << 20, 32)).expect("write");

@@ -740,8 +740,6 @@ fn many_small_files_download_without_stalls() {
 /// with `RUST_BACKTRACE=1` the first panic symbolises a backtrace: rscpd's memory
 /// goes from 6 MiB to about 170 MiB at the first connection.
 #[test]
-#[ignore = "bug: server::connection polls the finished RunningSession again \
-            (`timeout(2 s, session)` after the `ended = &mut session` branch) and panics"]
 fn a_normal_disconnect_does_not_panic() {
     let Some(f) = Fixture::new() else { return };
     fs::write(f.local().join("x"), "x\n").expect("write");
@@ -773,8 +771,6 @@ fn open_on(pid: u32, file: &Path) -> usize {
 /// ever: its blocking-pool thread and the open source file are never released
 /// (tokio's pool holds at most 512 such threads, after which no transfer starts).
 #[test]
-#[ignore = "bug: exec transfers blocked on the channel window never see the connection end \
-            (russh's ChannelTx waits on the window notifier, which a closed session never fires)"]
 fn a_reader_that_vanishes_mid_download_is_released() {
     let Some(f) = Fixture::new() else { return };
     let pid = f.server.pid();

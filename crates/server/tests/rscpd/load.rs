@@ -505,8 +505,6 @@ fn a_thousand_sessions_in_a_row() {
 /// 255 ("Control master terminated unexpectedly"): 18 of 50 in one run. sshd
 /// sends the exit status before EOF.
 #[test]
-#[ignore = "bug: server::exec_request sends exit-status after the channel's EOF (sent by \
-            exec::run_scp's conn.shutdown()); OpenSSH may close first and lose the status"]
 fn multiplexed_exec_gets_its_exit_status() {
     let Some(f) = Fixture::new() else { return };
     fs::write(f.root().join("x"), "x\n").expect("write");

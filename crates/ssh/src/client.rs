@@ -267,7 +267,14 @@ impl Client {
                     "kex_exchange_identification: Connection closed by remote host".into(),
                 ));
             }
-            Err(russh::Error::IO(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            // Gone before or while we wrote our version line (a ProxyCommand that
+            // exits at once): the same closed connection, whichever side saw it first.
+            Err(russh::Error::IO(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
                 return Err(SshError::Closed(
                     "kex_exchange_identification: Connection closed by remote host".into(),
                 ));

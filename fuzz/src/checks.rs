@@ -477,10 +477,20 @@ pub fn command_parse(data: &[u8]) {
     }
     let literals: Vec<&[u8]> = parsed.paths.iter().map(|p| &p.literal[..]).collect();
     let line = command::build("scp", parsed.direction, &parsed.flags, &literals);
-    if line.len() > command::MAX_LINE {
-        // Quoting can make the line longer than the one parsed (`'$$'` becomes
-        // `\$\$`): past the limit, parse must refuse it as too long, nothing else.
-        assert!(matches!(command::parse(&line), Err(command::CommandError::TooLong)));
+    // Quoting can make the line longer than the one parsed (`'$$'` becomes `\$\$`),
+    // and `build` adds `--` before a path starting with `-`: past either limit,
+    // parse must refuse the line as too long or as too many words, nothing else.
+    let dashdash = literals.iter().any(|p| matches!(p, [b'-', ..] | [b'\\', b'-', ..]));
+    let options =
+        [parsed.flags.verbose, parsed.flags.recursive, parsed.flags.preserve, parsed.flags.target_dir];
+    let words = 2 + options.iter().filter(|&&on| on).count() + usize::from(dashdash) + literals.len();
+    if line.len() > command::MAX_LINE || words > command::MAX_WORDS {
+        let refused = command::parse(&line);
+        assert!(
+            matches!(refused, Err(command::CommandError::TooLong | command::CommandError::TooManyPaths)),
+            "{} bytes, {words} words: {refused:?}",
+            line.len()
+        );
         return;
     }
     let again = command::parse(&line).unwrap_or_else(|e| panic!("build output {line:?} refused: {e}"));

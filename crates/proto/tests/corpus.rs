@@ -82,3 +82,27 @@ fn quoting_can_make_a_line_too_long() {
         }
     }
 }
+
+/// Found by `command_parse` (again the check, not the parser): `build` puts `--`
+/// before the paths when one starts with `-`, one word more than a line that had
+/// none, so 4096 words can come back as 4097, refused as too many. Seeds:
+/// `seeds/command_parse/crash-dashdash_makes_too_many_words`, `dashdash_fills_the_words`.
+#[test]
+fn a_dashdash_can_make_too_many_words() {
+    use rscp_proto::command::{self, CommandError, MAX_WORDS};
+    for (xs, fits) in [(4092, true), (4093, false)] {
+        let mut line = b"scp -t".to_vec();
+        line.extend(b" x".repeat(xs));
+        line.extend(b" -y");
+        let parsed = command::parse(&line).expect("a line within the limit");
+        assert_eq!(parsed.paths.len(), xs + 1);
+        let literals: Vec<&[u8]> = parsed.paths.iter().map(|p| &p.literal[..]).collect();
+        let built = command::build("scp", parsed.direction, &parsed.flags, &literals);
+        assert!(built.starts_with(b"scp -t -- x "));
+        assert_eq!(xs + 4 <= MAX_WORDS, fits);
+        match command::parse(&built) {
+            Ok(again) => assert!(fits && again.paths.len() == xs + 1),
+            Err(e) => assert!(!fits && e == CommandError::TooManyPaths, "{e}"),
+        }
+    }
+}

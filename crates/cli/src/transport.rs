@@ -49,6 +49,11 @@ pub fn resolve(flags: &Flags, remote: &RemotePath) -> Result<Route, String> {
 fn resolve_overrides(host: &str, overrides: &Overrides, quiet: bool) -> Result<Route, String> {
     let host_config =
         config::resolve(host, overrides, &config::Environment::from_process()).map_err(|e| e.to_string())?;
+    // The final user (also from `-o User=` or ssh_config) reaches `ProxyCommand … %r`
+    // and `Match exec`, which a shell runs: ssh's CVE-2023-51385 rule applies to it.
+    if rscp_proto::operand::checked_user(host_config.user.as_bytes()).is_err() {
+        return Err("remote username contains invalid characters".to_string());
+    }
     if !host_config.unsupported.is_empty() && !quiet {
         eprintln!("rscp: ignoring unsupported ssh options: {}", host_config.unsupported.join(", "));
     }

@@ -102,7 +102,7 @@ pub fn parse(arg: &OsStr) -> Result<Operand, OperandError> {
 /// user names are pasted into command lines (`ProxyCommand ... %r`, `Match exec`),
 /// so refuse the bytes that would need quoting, control characters, a leading `-`
 /// and a trailing backslash.
-fn checked_user(user: &[u8]) -> Result<String, OperandError> {
+pub fn checked_user(user: &[u8]) -> Result<String, OperandError> {
     let shell = |b: u8| b"'\"`;&<>|(){}".contains(&b);
     let bad = user.is_empty()
         || user.first() == Some(&b'-')

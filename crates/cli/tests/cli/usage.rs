@@ -112,3 +112,27 @@ fn remote_end_through_a_link_named_scp() {
     assert_eq!(out.code, Some(0));
     assert_eq!(std::fs::read(dir.path().join("x")).expect("x"), b"hi");
 }
+
+/// CVE-2023-51385 through `-o User=`: the user reaches `ProxyCommand … %r`, which a
+/// shell runs. Refused before anything is started, as OpenSSH's ssh refuses it.
+#[test]
+fn a_user_from_dash_o_with_shell_syntax_is_refused() {
+    let dir = tempdir();
+    let marker = dir.path().join("pwned");
+    let config = dir.path().join("config");
+    let proxy =
+        format!("Host victim\n  ProxyCommand echo %r > {} ; exit 1\n", dir.path().join("ran").display());
+    write_file(&config, proxy.as_bytes(), 0o644);
+    write_file(&dir.path().join("f"), b"x", 0o644);
+    for user in [format!("User=a$(id>{})b", marker.display()), format!("User=a`id>{}`b", marker.display())] {
+        let out = run(rscp(dir.path()).arg("-F").arg(&config).args(["-o", &user, "f", "victim:x"]), b"");
+        assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+        assert!(
+            out.stderr_text().contains("remote username contains invalid characters"),
+            "{}",
+            out.stderr_text()
+        );
+        assert!(!marker.exists(), "the user name ran a command");
+        assert!(!dir.path().join("ran").exists(), "the ProxyCommand was started");
+    }
+}

@@ -20,6 +20,8 @@ mod usage;
 #[path = "cli/vectors.rs"]
 mod vectors;
 
+pub use rscp_testkit::pseudo_random;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -264,20 +266,6 @@ pub fn assert_same_tree(src: &Path, dst: &Path, expected: Option<&BTreeMap<PathB
             assert!(a == b, "contents of {} differ ({} vs {} bytes)", path.display(), a.len(), b.len());
         }
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// This process's umask (the children inherit it), from /proc; 022 if unknown.

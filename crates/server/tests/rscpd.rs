@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+pub(crate) use rscp_testkit::pseudo_random;
 use rscp_testkit::{KeyPair, KeyType, Rscpd, RscpdOptions, keygen, output_timeout, require};
 
 const RSCPD: &str = env!("CARGO_BIN_EXE_rscpd");
@@ -176,20 +177,6 @@ fn assert_fails(output: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "{what} succeeded\nstderr:\n{stderr}");
     stderr
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 const MTIME: i64 = 1_600_000_000;

@@ -120,3 +120,17 @@ pub use user::{TEST_PASSWORD, TEST_USER, ensure_test_user};
 pub fn peers_required() -> bool {
     std::env::var("RSCP_REQUIRE_PEERS").as_deref() == Ok("1")
 }
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

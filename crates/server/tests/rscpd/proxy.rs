@@ -69,8 +69,13 @@ impl Proxy {
                     all.push(a);
                     all.push(b);
                 }
-                let pair =
-                    Pair { client, server, stats: stats2.clone(), cut: Arc::new(AtomicBool::new(false)) };
+                let pair = Pair {
+                    client,
+                    server,
+                    stats: stats2.clone(),
+                    cut: Arc::new(AtomicBool::new(false)),
+                    registry: sockets2.clone(),
+                };
                 pair.run(plan);
             }
         });
@@ -105,6 +110,7 @@ struct Pair {
     server: TcpStream,
     stats: Arc<Stats>,
     cut: Arc<AtomicBool>,
+    registry: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Pair {
@@ -119,6 +125,7 @@ impl Pair {
             counter: Direction::Up,
             stats: self.stats.clone(),
             cut: self.cut.clone(),
+            registry: self.registry.clone(),
         };
         let down = Pump {
             from: server2,
@@ -128,6 +135,7 @@ impl Pair {
             counter: Direction::Down,
             stats: self.stats,
             cut: self.cut,
+            registry: self.registry,
         };
         std::thread::spawn(move || up.run());
         std::thread::spawn(move || down.run());
@@ -148,6 +156,9 @@ struct Pump {
     counter: Direction,
     stats: Arc<Stats>,
     cut: Arc<AtomicBool>,
+    /// The proxy's clones of every socket: a cut drops this pair's, so that the
+    /// sockets really close (with unread data: a reset), as a dead link's would.
+    registry: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Pump {
@@ -198,12 +209,24 @@ impl Pump {
         if self.cut.load(Ordering::SeqCst) {
             // A cut: both ends lose the connection at once, in both directions.
             // (`from` and `to` are the two sockets; the other pump holds clones.)
+            let keys = [&self.from, &self.to].map(socket_id);
             let _ = self.from.shutdown(Shutdown::Both);
             let _ = self.to.shutdown(Shutdown::Both);
+            // Without this the proxy's clones keep both sockets open: the peer's
+            // window stays shut and its writes wait for ever instead of failing.
+            if let Ok(mut all) = self.registry.lock() {
+                all.retain(|s| !keys.contains(&socket_id(s)));
+            }
         } else {
             // An orderly end of one direction: pass the half-close on.
             let _ = self.to.shutdown(Shutdown::Write);
             let _ = self.from.shutdown(Shutdown::Read);
         }
     }
+}
+
+/// Which socket a descriptor refers to (`socket:[inode]`), the same for its clones.
+fn socket_id(socket: &TcpStream) -> Option<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()
 }

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -360,17 +361,25 @@ def run_once(argv, timeout, env):
     t0 = time.monotonic()
     p = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                          start_new_session=True, env=environ)
-    try:
-        rc = p.wait(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    # A blocking wait, with a timer for the limit: Popen.wait(timeout=) polls
+    # with sleeps of up to 50 ms, which rounded every time up to a 50 ms step.
+    expired = threading.Event()
+
+    def kill():
+        expired.set()
         try:
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
         rc = p.wait()
+    finally:
+        timer.cancel()
     wall = time.monotonic() - t0
+    timed_out = expired.is_set()
     errf.seek(0)
     err = errf.read().decode(errors="replace").strip()
     cpu, rss = 0.0, 0

@@ -70,6 +70,10 @@ for name, data in RECORDS.items():
 add("sink_machine", "v3_refusals", b"\x01\x55\xaa\x00" + V3)
 add("sink_machine", "v3_depth1", b"\x05\x00\x00\x00" + V3)
 add("sink_machine", "v1_no_r_refuse_all", b"\x00\xff\xff\x01" + T + b"C0644 6 a.txt\nhello\n\0")
+# Reply credit (config bit 4, bit 5 for 2): refusals become drops.
+add("sink_machine", "v3_credit_refusals", b"\x11\x55\xaa\x00" + V3)
+add("sink_machine", "v3_credit2_refuse_dirs", b"\x31\x01\x00\x02" + V3)
+add("sink_machine", "credit_nested_refused", b"\x11\x01\x00\x00" + b"D0755 0 a\nD0755 0 b\nC0644 3 x\nabc\x01scp: x: gone\nE\nT1 0 1 0\nC0644 1 y\nzE\nE\n")
 
 REPLIES = b"\0" * 20
 add("source_machine", "all_ok", b"\x00" + REPLIES)

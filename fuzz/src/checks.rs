@@ -142,12 +142,18 @@ pub const SINK_HEADER: usize = 4;
 
 /// Takes what the sink queued, checks it is only `\0` / `\1...\n` replies, and counts them.
 fn take_replies(sink: &mut Sink) -> usize {
+    take_replies_of(sink, false)
+}
+
+/// [`take_replies`]; `only_ok`: every reply must be `\0` (a sink with reply credit).
+fn take_replies_of(sink: &mut Sink, only_ok: bool) -> usize {
     let mut out = Vec::new();
     sink.poll_transmit(&mut out);
     let mut rest = &out[..];
     let mut count = 0;
     while !rest.is_empty() {
         match wire::decode_reply(rest) {
+            Ok(Some((Reply::Warning(_), _))) if only_ok => panic!("a refusal sent despite credit: {out:?}"),
             Ok(Some((Reply::Ok | Reply::Warning(_), used))) => {
                 count += 1;
                 rest = &rest[used..];
@@ -162,7 +168,8 @@ fn take_replies(sink: &mut Sink) -> usize {
 /// directories and final statuses by the header's bits and skips payload bytes.
 ///
 /// Input: `[config, bits_lo, bits_hi, chunk, peer bytes...]`. `config`: bit 0 `-r`,
-/// bit 1 a name filter `dir/{a,b}*.txt`, bits 2-3 the depth limit (0: default). Bits
+/// bit 1 a name filter `dir/{a,b}*.txt`, bits 2-3 the depth limit (0: default), bit
+/// 4 reply credit (1, or 2 with bit 5: refused entries' data comes and is dropped). Bits
 /// set in the 16-bit word refuse (cycling). `chunk` > 0 offers the peer bytes that
 /// many at a time (growing), to exercise partial lines.
 pub fn sink_machine(data: &[u8]) {
@@ -179,12 +186,19 @@ pub fn sink_machine(data: &[u8]) {
     if limit != 0 {
         config.max_depth = limit;
     }
+    let credit = if head[0] & 16 != 0 { 1 + usize::from(head[0] >> 5 & 1) } else { 0 };
+    config.reply_credit = credit;
     let max_depth = config.max_depth;
     let mut bits = Bits::new(u32::from(u16::from_le_bytes([head[1], head[2]])) * 0x1_0001);
     let chunk = usize::from(head[3]);
 
     let mut sink = Sink::new(config);
-    assert_eq!(take_replies(&mut sink), 1, "the sink speaks first with one \\0");
+    let take_replies = |sink: &mut Sink| take_replies_of(sink, credit > 0);
+    assert_eq!(take_replies(&mut sink), 1 + credit, "the sink speaks first with one \\0, and its credit");
+    // With credit: directories open inside a refused one (its own level included),
+    // whose records the sink answers itself; and a dropped file's status to come.
+    let mut skip_depth = 0usize;
+    let mut skipping_status = false;
     let mut pos = 0usize;
     let mut depth = 0usize;
     // An accepted file whose status byte is still to come / being answered.
@@ -203,6 +217,8 @@ pub fn sink_machine(data: &[u8]) {
                     assert_eq!(take_replies(&mut sink), 1, "one reply per D");
                     if !refuse {
                         depth += 1;
+                    } else if credit > 0 {
+                        skip_depth = 1;
                     }
                 }
                 SinkEvent::File { header, .. } => {
@@ -210,6 +226,13 @@ pub fn sink_machine(data: &[u8]) {
                     let refuse = bits.take();
                     sink.file_opened(if refuse { Err("refused".into()) } else { Ok(()) });
                     assert_eq!(take_replies(&mut sink), 1, "one reply per C");
+                    if refuse && credit > 0 {
+                        assert!(
+                            matches!(sink.poll_event(), Some(SinkEvent::SkipPayload { size }) if size == header.size),
+                            "a refused file's payload is dropped"
+                        );
+                        skip_payload(&mut sink, header.size, peer, &mut pos, &mut short_payload, &mut skipping_status);
+                    }
                     if !refuse {
                         files_opened += 1;
                         let left = (peer.len() - pos) as u64;
@@ -235,6 +258,10 @@ pub fn sink_machine(data: &[u8]) {
                     assert!(depth > 0, "E climbed above the target");
                     depth -= 1;
                 }
+                SinkEvent::SkipPayload { size } => {
+                    assert!(skip_depth > 0, "dropped payload outside a refused directory");
+                    skip_payload(&mut sink, size, peer, &mut pos, &mut short_payload, &mut skipping_status);
+                }
                 SinkEvent::Warning(_) => {}
                 SinkEvent::Finished => assert!(sink.is_finished()),
                 _ => {}
@@ -258,12 +285,14 @@ pub fn sink_machine(data: &[u8]) {
         let rest = &peer[pos..];
         let mut offer = if chunk == 0 { rest.len() } else { chunk.min(rest.len()) };
         let status = awaiting_status;
+        let dropped_status = skipping_status;
         loop {
             match sink.handle_input(&rest[..offer]) {
                 Ok(0) if offer < rest.len() => offer = (offer * 2 + 1).min(rest.len()),
                 Ok(0) => {
                     let result = sink.handle_eof(rest);
-                    if rest.is_empty() && depth == 0 && !status && result.is_ok() {
+                    let clean = depth == 0 && skip_depth == 0 && !status && !dropped_status;
+                    if rest.is_empty() && clean && result.is_ok() {
                         assert_eq!(sink.poll_event(), Some(SinkEvent::Finished));
                         assert!(sink.is_finished());
                     } else if result.is_ok() {
@@ -277,6 +306,19 @@ pub fn sink_machine(data: &[u8]) {
                     let replies = take_replies(&mut sink);
                     match rest[0] {
                         _ if status => assert_eq!(replies, 0, "status byte is answered by file_done"),
+                        _ if dropped_status => {
+                            assert_eq!(replies, 1, "a dropped file's status is answered at once");
+                            skipping_status = false;
+                        }
+                        b'\x01' => assert_eq!(replies, 0, "a warning is not answered"),
+                        b'C' | b'D' | b'T' | b'E' if skip_depth > 0 => {
+                            assert_eq!(replies, 1, "records in a refused directory are answered at once");
+                            match rest[0] {
+                                b'D' => skip_depth += 1,
+                                b'E' => skip_depth -= 1,
+                                _ => {}
+                            }
+                        }
                         b'T' | b'E' => assert_eq!(replies, 1, "one reply per T or E"),
                         _ => assert_eq!(replies, 0, "C/D answered by the driver, \\1 not at all"),
                     }
@@ -284,7 +326,8 @@ pub fn sink_machine(data: &[u8]) {
                     break;
                 }
                 Err(_) => {
-                    assert!(take_replies(&mut sink) <= 1, "at most one error reply");
+                    // A fatal error is told to the source, credit or not: the session ends.
+                    assert!(take_replies_of(&mut sink, false) <= 1, "at most one error reply");
                     assert!(!sink.wants_input() || sink.handle_input(rest) == Ok(0));
                     return;
                 }
@@ -292,6 +335,26 @@ pub fn sink_machine(data: &[u8]) {
         }
     }
     panic!("sink made no progress");
+}
+
+/// Drops a refused file's payload (reply credit), as the driver must.
+fn skip_payload(
+    sink: &mut Sink,
+    size: u64,
+    peer: &[u8],
+    pos: &mut usize,
+    short_payload: &mut bool,
+    skipping_status: &mut bool,
+) {
+    let left = (peer.len() - *pos) as u64;
+    if size > left {
+        *pos = peer.len();
+        *short_payload = true;
+    } else {
+        *pos += size as usize;
+        sink.payload_received();
+        *skipping_status = true;
+    }
 }
 
 // ---------------------------------------------------------------------------

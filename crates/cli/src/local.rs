@@ -29,8 +29,12 @@ pub fn run(flags: &Flags) -> i32 {
 /// Copies local `sources` to the local `target`; true if all went well.
 pub async fn copy(flags: &Flags, sources: &[PathBuf], target: &Path, target_must_be_dir: bool) -> bool {
     let (source_end, sink_end) = tokio::io::duplex(PIPE_SIZE);
-    let source_options =
-        SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
+    let source_options = SourceOptions {
+        recursive: flags.recursive,
+        preserve: flags.preserve,
+        limit_kbits: flags.limit_kbps,
+        pipelined: true,
+    };
     let sink_options = SinkOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,

@@ -157,8 +157,12 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     };
     let line =
         command::build("scp", Direction::Sink, &remote_flags(flags, sources.len() > 1), &[&target.path]);
-    let options =
-        SourceOptions { recursive: flags.recursive, preserve: flags.preserve, limit_kbits: flags.limit_kbps };
+    let options = SourceOptions {
+        recursive: flags.recursive,
+        preserve: flags.preserve,
+        limit_kbits: flags.limit_kbps,
+        pipelined: true,
+    };
     let mut report = observer(flags);
     let ok = transfer(flags, &session, &line, async |conn| {
         source::send(conn, sources, options, report.as_mut()).await
@@ -250,11 +254,22 @@ async fn download(
         limit_kbits: flags.limit_kbps,
         umask: fs::process_umask(),
         filter,
+        reply_credit: download_reply_credit(),
         ..SinkOptions::default()
     };
     let mut report = observer(flags);
     transfer(flags, session, &line, async |conn| sink::receive(conn, target, &options, report.as_mut()).await)
         .await
+}
+
+/// Downloads pipeline their replies (one round trip per file saved, twice per
+/// small file); `RSCP_PIPELINE=0` goes back to OpenSSH's lockstep, for a server
+/// whose source would not take replies early.
+fn download_reply_credit() -> usize {
+    match std::env::var_os("RSCP_PIPELINE") {
+        Some(value) if value == "0" => 0,
+        _ => sink::DOWNLOAD_REPLY_CREDIT,
+    }
 }
 
 /// Runs `line` in the session and `copy` over its stream, then waits for the

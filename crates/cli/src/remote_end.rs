@@ -46,6 +46,7 @@ pub fn run(flags: &Flags, end: RemoteEnd) -> i32 {
                     recursive: flags.recursive,
                     preserve: flags.preserve,
                     limit_kbits: flags.limit_kbps,
+                    pipelined: true,
                 };
                 source::send(&mut conn, &paths, options, &mut report).await
             }

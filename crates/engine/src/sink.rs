@@ -39,7 +39,15 @@ pub struct SinkOptions {
     /// Top-level names to accept (CVE-2019-6111); `None` for a remote sink or `-T`.
     pub filter: Option<NameFilter>,
     pub max_depth: usize,
+    /// Replies sent ahead so the source never waits for one (see
+    /// `SinkConfig::reply_credit`); 0 for a remote sink, which must answer
+    /// exactly as OpenSSH's does.
+    pub reply_credit: usize,
 }
+
+/// The reply credit a client gives a remote source on downloads: enough for
+/// dozens of small files in flight, a few hundred bytes the source may never read.
+pub const DOWNLOAD_REPLY_CREDIT: usize = 128;
 
 impl Default for SinkOptions {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for SinkOptions {
             umask: 0o022,
             filter: None,
             max_depth: DEFAULT_MAX_DEPTH,
+            reply_credit: 0,
         }
     }
 }
@@ -117,6 +126,7 @@ where
             recursive: options.recursive,
             filter: options.filter.clone(),
             max_depth: options.max_depth,
+            reply_credit: options.reply_credit,
         }),
         options,
         root,
@@ -130,7 +140,7 @@ where
     let result = receiver.run(conn, observer).await;
     // Whatever happened, the peer gets the replies the sink queued (an error reply).
     receiver.sink.poll_transmit(&mut conn.outgoing);
-    let flushed = conn.send_outgoing().await;
+    let flushed = receiver.send_replies(conn).await;
     result?;
     flushed?;
     Ok(Summary { errors: receiver.sink.error_count() + receiver.local_errors })
@@ -180,7 +190,7 @@ impl Receiver<'_> {
             }
             // Answers to the events, or to the last record, go out before we read on.
             self.sink.poll_transmit(&mut conn.outgoing);
-            conn.send_outgoing().await?;
+            self.send_replies(conn).await?;
             if self.sink.is_finished() {
                 return Ok(());
             }
@@ -194,6 +204,20 @@ impl Receiver<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends the queued replies. With reply credit a source that has had all
+    /// it needs ends without reading the rest, so a write to a closed stream is
+    /// no error here: what the stream holds, read on, says whether all arrived.
+    async fn send_replies<R, W>(&mut self, conn: &mut Conn<R, W>) -> Result<(), EngineError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        match conn.send_outgoing().await {
+            Err(_) if self.options.reply_credit > 0 => Ok(()),
+            result => Ok(result?),
         }
     }
 
@@ -261,7 +285,7 @@ impl Receiver<'_> {
                 };
                 self.sink.file_opened(Ok(()));
                 self.sink.poll_transmit(&mut conn.outgoing);
-                conn.send_outgoing().await?;
+                self.send_replies(conn).await?;
                 observer.file_started(&header.name, header.size);
                 if let Some(limiter) = self.limiter.as_mut() {
                     limiter.restart();
@@ -306,6 +330,10 @@ impl Receiver<'_> {
                 }
                 observer.file_finished(result.is_ok() && source_error.is_none());
                 self.sink.file_done(result);
+            }
+            SinkEvent::SkipPayload { size } => {
+                conn.receive_payload(size, None, |_| {}).await?;
+                self.sink.payload_received();
             }
             SinkEvent::Warning(text) => observer.remote_message(&text),
             SinkEvent::Finished => {}

@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rscp_proto::source::{Source, SourceEvent};
+use rscp_proto::source::{Settled, Source, SourceEvent};
 use rscp_proto::{FileHeader, FileName, Message, Mode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -34,6 +34,10 @@ pub struct SourceOptions {
     pub preserve: bool,
     /// `-l`: payload rate limit in Kbit/s.
     pub limit_kbits: Option<u64>,
+    /// Send the next record without waiting for answers that decide nothing (a
+    /// `T`'s, an `E`'s, a file's final one): `Source::pipelined`. The bytes
+    /// are OpenSSH's; only the waits go.
+    pub pipelined: bool,
 }
 
 /// A directory being sent: its remaining entries.
@@ -75,12 +79,13 @@ where
     let mut sender = Sender {
         conn,
         root,
-        source: Source::new(),
+        source: if options.pipelined { Source::pipelined() } else { Source::new() },
         observer,
         options,
         buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
         stack: Vec::new(),
         limiter: options.limit_kbits.map(Limiter::from_kbits),
+        unsettled_file: None,
     };
     if let SourceEvent::Refused(text) = sender.reply().await? {
         // The sink refused to start (e.g. `-d` and no such directory).
@@ -91,7 +96,7 @@ where
         sender.send_operand(operand).await?;
         sender.drain_dirs().await?;
     }
-    sender.flush().await?;
+    sender.settle_all().await?;
     Ok(Summary { errors: sender.source.error_count() })
 }
 
@@ -104,6 +109,9 @@ struct Sender<'a, R, W> {
     buf: Box<[u8]>,
     stack: Vec<OpenDir>,
     limiter: Option<Limiter>,
+    /// Pipelined: a file whose final answer is still due, and whether it was
+    /// read whole.
+    unsettled_file: Option<bool>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
@@ -113,19 +121,61 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         Ok(())
     }
 
-    /// Flushes, then waits for the peer's answer to what was sent.
+    /// Flushes, then waits for the peer's answer to what was sent (settling the
+    /// earlier answers that come first).
     async fn reply(&mut self) -> Result<SourceEvent, EngineError> {
         self.flush().await?;
         loop {
-            if let Some(event) = self.source.poll_event() {
-                return Ok(event);
-            }
-            match self.source.handle_input(self.conn.buffered())? {
-                0 if self.conn.fill().await? == 0 => self.source.handle_eof()?,
-                0 => {}
-                n => self.conn.consume(n),
+            match self.source.poll_event() {
+                Some(SourceEvent::Settled { what, refused }) => self.settled(what, refused),
+                Some(event) => return Ok(event),
+                None => self.read_reply().await?,
             }
         }
+    }
+
+    async fn read_reply(&mut self) -> Result<(), EngineError> {
+        match self.source.handle_input(self.conn.buffered())? {
+            0 if self.conn.fill().await? == 0 => self.source.handle_eof()?,
+            0 => {}
+            n => self.conn.consume(n),
+        }
+        Ok(())
+    }
+
+    /// A late answer (pipelined): a refusal is shown; a file's ends it.
+    fn settled(&mut self, what: Settled, refused: Option<Vec<u8>>) {
+        if let Some(text) = &refused {
+            self.observer.remote_message(text);
+        }
+        if what == Settled::FileStatus {
+            let read_whole = self.unsettled_file.take().unwrap_or(false);
+            self.observer.file_finished(read_whole && refused.is_none());
+        }
+    }
+
+    /// Flushes and waits for every answer still due.
+    async fn settle_all(&mut self) -> Result<(), EngineError> {
+        self.flush().await?;
+        loop {
+            match self.source.poll_event() {
+                Some(SourceEvent::Settled { what, refused }) => self.settled(what, refused),
+                Some(_) => {}
+                None if self.source.wants_input() => self.read_reply().await?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends a record whose answer decides nothing: pipelined, it is not waited
+    /// for (a refusal is shown when it comes); else as [`Self::exchange`].
+    async fn post(&mut self, message: &Message) -> Result<bool, EngineError> {
+        if !self.options.pipelined {
+            return self.exchange(message).await;
+        }
+        self.trace(message);
+        self.source.send(message)?;
+        Ok(true)
     }
 
     /// Sends `message`; true if the peer accepted it. A refusal's text is shown.
@@ -202,7 +252,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         mut file: File,
         meta: &Metadata,
     ) -> Result<(), EngineError> {
-        if self.options.preserve && !self.exchange(&Message::Times(fs::times_of(meta))).await? {
+        if self.options.preserve && !self.post(&Message::Times(fs::times_of(meta))).await? {
             return Ok(());
         }
         let size = meta.len();
@@ -249,6 +299,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             self.observer.local_error(text);
         }
         self.source.payload_sent(error_text.as_deref())?;
+        if self.options.pipelined {
+            self.unsettled_file = Some(error_text.is_none());
+            return Ok(());
+        }
         let ok = match self.reply().await? {
             SourceEvent::Refused(text) => {
                 self.observer.remote_message(&text);
@@ -270,7 +324,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             Ok(entries) => entries,
             Err(e) => return self.report(fs::path_error(path, &e)).await,
         };
-        if self.options.preserve && !self.exchange(&Message::Times(fs::times_of(meta))).await? {
+        if self.options.preserve && !self.post(&Message::Times(fs::times_of(meta))).await? {
             return Ok(());
         }
         let header = FileHeader { mode: Mode::from_st_mode(meta.mode()), size: 0, name };
@@ -296,11 +350,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
                     let text = fs::path_error(&dir.path, &e);
                     self.stack.pop();
                     self.report(text).await?;
-                    self.exchange(&Message::EndDir).await?;
+                    self.post(&Message::EndDir).await?;
                 }
                 None => {
                     self.stack.pop();
-                    self.exchange(&Message::EndDir).await?;
+                    self.post(&Message::EndDir).await?;
                 }
             }
         }

@@ -26,6 +26,11 @@
 //! On a [`SinkError`] the driver still flushes [`Sink::poll_transmit`] (the error
 //! reply for the peer is queued there) and then stops.
 //!
+//! With [`SinkConfig::reply_credit`] the sink pipelines (see there): every reply
+//! is `\0`, a refused file's payload comes anyway and the driver discards it
+//! ([`SinkEvent::SkipPayload`]), a refused directory's subtree is read and
+//! dropped here.
+//!
 //! Rules kept here: one reply per record and exactly one final reply per file; a
 //! `\1` from the peer is counted and the copy goes on; `D` without `-r` is an
 //! error; `E` must balance a `D`; nesting is bounded; a `T` binds to the very next
@@ -52,11 +57,18 @@ pub struct SinkConfig {
     /// remote sink, or `-T`).
     pub filter: Option<NameFilter>,
     pub max_depth: usize,
+    /// Replies sent ahead, with the ready `\0`, so that the source never waits
+    /// a round trip for one (0: OpenSSH's lockstep). A source reads one byte per
+    /// reply and cannot tell an early `\0` from a late one; the price is that
+    /// refusals can no longer reach it, so with credit they are counted and left
+    /// to the driver to show. Only for a client's own downloads: a remote sink
+    /// must answer as OpenSSH's does.
+    pub reply_credit: usize,
 }
 
 impl SinkConfig {
     pub fn new(recursive: bool) -> SinkConfig {
-        SinkConfig { recursive, filter: None, max_depth: DEFAULT_MAX_DEPTH }
+        SinkConfig { recursive, filter: None, max_depth: DEFAULT_MAX_DEPTH, reply_credit: 0 }
     }
 }
 
@@ -79,6 +91,12 @@ pub enum SinkEvent {
         source_error: Option<Vec<u8>>,
     },
     Warning(Vec<u8>),
+    /// With reply credit only: a file the driver refused, or one inside a
+    /// refused directory, is coming anyway. Read and drop `size` payload bytes,
+    /// then call [`Sink::payload_received`]; its status byte is handled here.
+    SkipPayload {
+        size: u64,
+    },
     Finished,
 }
 
@@ -139,19 +157,26 @@ pub struct Sink {
     transmit: Vec<u8>,
     events: VecDeque<SinkEvent>,
     errors: u32,
+    /// With reply credit: directories open inside a refused one (its own level
+    /// included); their records are read, answered and dropped.
+    skip_depth: usize,
+    /// With reply credit: the payload coming is being dropped, and so is its status.
+    skipping_file: bool,
 }
 
 impl Sink {
     /// Starts a session; the ready `\0` is queued for transmission.
     pub fn new(config: SinkConfig) -> Sink {
         Sink {
-            config,
             state: State::Records { first: true },
             depth: 0,
             pending_times: None,
-            transmit: vec![0],
+            transmit: vec![0; 1 + config.reply_credit],
             events: VecDeque::new(),
             errors: 0,
+            skip_depth: 0,
+            skipping_file: false,
+            config,
         }
     }
 
@@ -199,7 +224,10 @@ impl Sink {
     pub fn handle_eof(&mut self, unconsumed: &[u8]) -> Result<(), SinkError> {
         match self.state {
             State::Records { .. }
-                if self.depth == 0 && self.pending_times.is_none() && unconsumed.is_empty() =>
+                if self.depth == 0
+                    && self.skip_depth == 0
+                    && self.pending_times.is_none()
+                    && unconsumed.is_empty() =>
             {
                 self.state = State::Finished;
                 self.events.push_back(SinkEvent::Finished);
@@ -223,16 +251,21 @@ impl Sink {
                 self.state = State::Records { first: true };
             }
             Err(text) => {
-                self.reply_error(&text);
+                self.refuse(&text);
                 self.state = State::Records { first: false };
+                if self.config.reply_credit > 0 {
+                    // The source was told yes: its subtree comes, and is dropped.
+                    self.skip_depth = 1;
+                }
             }
         }
     }
 
     /// Answer to [`SinkEvent::File`]: on `Ok` the payload follows; `Err(text)`
-    /// refuses the file and the source sends no data.
+    /// refuses the file and the source sends no data (with reply credit, it does:
+    /// [`SinkEvent::SkipPayload`] follows).
     pub fn file_opened(&mut self, result: Result<(), String>) {
-        let State::AwaitFileOpened { size: _ } = self.state else {
+        let State::AwaitFileOpened { size } = self.state else {
             return;
         };
         match result {
@@ -241,10 +274,21 @@ impl Sink {
                 self.state = State::Payload;
             }
             Err(text) => {
-                self.reply_error(&text);
-                self.state = State::Records { first: false };
+                self.refuse(&text);
+                if self.config.reply_credit > 0 {
+                    self.skip_payload(size);
+                } else {
+                    self.state = State::Records { first: false };
+                }
             }
         }
+    }
+
+    /// Has the driver drop a payload the source sends although it is not wanted.
+    fn skip_payload(&mut self, size: u64) {
+        self.skipping_file = true;
+        self.state = State::Payload;
+        self.events.push_back(SinkEvent::SkipPayload { size });
     }
 
     /// The driver has copied the whole payload; the source's status byte is next.
@@ -261,7 +305,7 @@ impl Sink {
         }
         match result {
             Ok(()) => self.transmit.push(0),
-            Err(text) => self.reply_error(&text),
+            Err(text) => self.refuse(&text),
         }
         self.state = State::Records { first: false };
     }
@@ -288,6 +332,8 @@ impl Sink {
             Incoming::Unrecognized(_) => {
                 return self.misbehaved(WireError::Protocol("expected control record"));
             }
+            Incoming::Record(record) if self.skip_depth > 0 => self.skip_record(record)?,
+            Incoming::TimesOutOfRange if self.skip_depth > 0 => self.transmit.push(0),
             Incoming::Record(Message::Times(times)) => self.times(Some(times))?,
             Incoming::TimesOutOfRange => self.times(None)?,
             Incoming::Record(Message::EndDir) => self.end_dir()?,
@@ -311,6 +357,30 @@ impl Sink {
             }
         }
         Ok(used)
+    }
+
+    /// A record inside a refused directory (reply credit only): answered, and
+    /// nothing created. Nesting stays bounded as everywhere else.
+    fn skip_record(&mut self, record: Message) -> Result<(), SinkError> {
+        match record {
+            Message::Times(_) => self.transmit.push(0),
+            Message::File(header) => {
+                self.transmit.push(0);
+                self.skip_payload(header.size);
+            }
+            Message::Dir(_) => {
+                if self.depth + self.skip_depth >= self.config.max_depth {
+                    return self.misbehaved(WireError::Protocol("directories nested too deeply"));
+                }
+                self.skip_depth += 1;
+                self.transmit.push(0);
+            }
+            Message::EndDir => {
+                self.skip_depth -= 1;
+                self.transmit.push(0);
+            }
+        }
+        Ok(())
     }
 
     fn times(&mut self, times: Option<Times>) -> Result<(), SinkError> {
@@ -359,14 +429,30 @@ impl Sink {
             }
             Reply::Fatal(text) => return self.fail(SinkError::PeerFatal(text)),
         };
+        if self.skipping_file {
+            // A dropped file: nothing to finish, the source's message aside.
+            self.skipping_file = false;
+            self.transmit.push(0);
+            self.state = State::Records { first: false };
+            if let Some(text) = source_error {
+                self.events.push_back(SinkEvent::Warning(text));
+            }
+            return Ok(used);
+        }
         self.state = State::AwaitFileDone;
         self.events.push_back(SinkEvent::FileStatus { source_error });
         Ok(used)
     }
 
-    fn reply_error(&mut self, text: &str) {
+    /// Counts a refusal and answers it: `\1text`, or with credit the `\0` the
+    /// source has already taken for granted.
+    fn refuse(&mut self, text: &str) {
         self.errors += 1;
-        wire::encode_error(text, &mut self.transmit);
+        if self.config.reply_credit > 0 {
+            self.transmit.push(0);
+        } else {
+            wire::encode_error(text, &mut self.transmit);
+        }
     }
 
     fn misbehaved<T>(&mut self, error: WireError) -> Result<T, SinkError> {
@@ -707,5 +793,102 @@ mod tests {
         assert_eq!(sent, b"\0\x01scp: d: Not a directory\n\x01scp: a: Permission denied\n");
         assert_eq!(sink.error_count(), 2);
         assert_eq!(sink.handle_eof(b""), Ok(()));
+    }
+
+    /// Feeds `input` record by record to a sink with reply credit, refusing the
+    /// files and directories named in `refuse`; returns (replies, events).
+    fn run_with_credit(credit: usize, refuse: &[&str], input: &[u8]) -> (Vec<u8>, Vec<SinkEvent>) {
+        let mut sink = Sink::new(SinkConfig { reply_credit: credit, ..SinkConfig::new(true) });
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        let mut pos = 0;
+        loop {
+            while let Some(event) = sink.poll_event() {
+                match &event {
+                    SinkEvent::EnterDir { header, .. } => {
+                        let refused = refuse.contains(&header.name.display().as_str());
+                        sink.dir_entered(if refused { Err("no".into()) } else { Ok(()) });
+                    }
+                    SinkEvent::File { header, .. } => {
+                        if refuse.contains(&header.name.display().as_str()) {
+                            sink.file_opened(Err("no".into()));
+                        } else {
+                            sink.file_opened(Ok(()));
+                            pos += header.size as usize;
+                            sink.payload_received();
+                        }
+                    }
+                    SinkEvent::SkipPayload { size } => {
+                        pos += *size as usize;
+                        sink.payload_received();
+                    }
+                    SinkEvent::FileStatus { .. } => sink.file_done(Ok(())),
+                    _ => {}
+                }
+                events.push(event);
+            }
+            sink.poll_transmit(&mut sent);
+            if sink.is_finished() {
+                return (sent, events);
+            }
+            match sink.handle_input(&input[pos..]).expect("valid input") {
+                0 => sink.handle_eof(&input[pos..]).expect("clean end"),
+                n => pos += n,
+            }
+        }
+    }
+
+    #[test]
+    fn credit_is_sent_with_the_ready_reply() {
+        let (sent, _) = run_with_credit(3, &[], b"");
+        assert_eq!(sent, b"\0\0\0\0");
+    }
+
+    #[test]
+    fn with_credit_every_refusal_is_answered_with_a_plain_ok() {
+        // One reply per record and per file end, as in lockstep: only their bytes change.
+        let input = b"T1 0 1 0\nC0644 3 bad\nabc\0C0644 2 ok\nhi\0";
+        let (sent, events) = run_with_credit(2, &["bad"], input);
+        assert_eq!(sent, [0u8; 3 + 5]);
+        assert!(events.contains(&SinkEvent::SkipPayload { size: 3 }));
+        assert_eq!(events.iter().filter(|e| matches!(e, SinkEvent::FileStatus { .. })).count(), 1);
+    }
+
+    #[test]
+    fn with_credit_a_refused_directory_is_read_and_dropped() {
+        let input = b"D0755 0 bad\nC0644 3 x\nabc\x01scp: x: short read\nD0755 0 deeper\nT1 0 1 0\nC0644 0 y\n\0E\nE\nC0644 2 ok\nhi\0";
+        let (sent, events) = run_with_credit(1, &["bad"], input);
+        // D, C, status, D, T, C, status, E, E: 9 replies; then the good file's 2.
+        assert_eq!(sent, [0u8; 2 + 9 + 2]);
+        let files: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                SinkEvent::File { header, .. } => Some(header.name.display()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files, ["ok"]);
+        assert!(events.contains(&SinkEvent::Warning(b"scp: x: short read".to_vec())));
+        assert!(!events.contains(&SinkEvent::LeaveDir));
+    }
+
+    #[test]
+    fn with_credit_a_refused_directory_still_bounds_nesting() {
+        let mut sink = Sink::new(SinkConfig { reply_credit: 1, max_depth: 3, ..SinkConfig::new(true) });
+        assert_eq!(sink.handle_input(b"D0755 0 a\n"), Ok(10));
+        sink.poll_event();
+        sink.dir_entered(Err("no".into()));
+        assert_eq!(sink.handle_input(b"D0755 0 b\n"), Ok(10));
+        assert_eq!(sink.handle_input(b"D0755 0 c\n"), Ok(10));
+        assert_eq!(sink.handle_input(b"D0755 0 d\n"), Err(protocol("directories nested too deeply")));
+    }
+
+    #[test]
+    fn with_credit_eof_inside_a_refused_directory_is_lost_connection() {
+        let mut sink = Sink::new(SinkConfig { reply_credit: 1, ..SinkConfig::new(true) });
+        assert_eq!(sink.handle_input(b"D0755 0 a\n"), Ok(10));
+        sink.poll_event();
+        sink.dir_entered(Err("no".into()));
+        assert_eq!(sink.handle_eof(b""), Err(SinkError::LostConnection));
     }
 }

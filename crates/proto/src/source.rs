@@ -20,7 +20,17 @@
 //! Rules kept here: nothing is sent before the sink's first reply; one record at
 //! a time, each waiting for its reply; `E` only closes a `D` that was accepted;
 //! a `\2` reply (or any unknown first byte) ends the session.
+//!
+//! A [`Source::pipelined`] source waits only where the answer decides what comes
+//! next: for the ready reply, a `C` (the payload follows only if it was accepted)
+//! and a `D` (its subtree likewise). `T`, `E` and the status after a payload may
+//! be followed at once by the next record; their answers come later, in order, as
+//! [`SourceEvent::Settled`]. A sink reads records one at a time, so it cannot
+//! tell; OpenSSH's answers `T` and `E` always with `\0` and reads the next record
+//! whatever a file's final reply was. A `C` is never pipelined: after refusing
+//! one, a sink would read the payload as records.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use crate::message::Message;
@@ -36,6 +46,18 @@ pub enum SourceEvent {
     Accepted,
     /// The sink answered `\1<text>`; the error is counted.
     Refused(Vec<u8>),
+    /// Pipelined only: the answer to a record that was not waited for.
+    /// `refused` holds the text of a `\1` answer (counted).
+    Settled { what: Settled, refused: Option<Vec<u8>> },
+}
+
+/// Which record a [`SourceEvent::Settled`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Times,
+    EndDir,
+    /// The status after a file's payload: the file's final reply.
+    FileStatus,
 }
 
 /// Why a source session ended early.
@@ -80,22 +102,34 @@ enum Awaiting {
     Status,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Reply(Awaiting),
-    Idle,
-    /// An accepted `C`: the driver is sending the payload.
-    Payload,
-    Failed,
+impl Awaiting {
+    /// Whether what is sent next depends on this answer.
+    fn gates(self) -> bool {
+        matches!(self, Awaiting::Ready | Awaiting::File | Awaiting::Dir)
+    }
+
+    fn settled(self) -> Option<Settled> {
+        match self {
+            Awaiting::Times => Some(Settled::Times),
+            Awaiting::EndDir => Some(Settled::EndDir),
+            Awaiting::Status => Some(Settled::FileStatus),
+            Awaiting::Ready | Awaiting::File | Awaiting::Dir => None,
+        }
+    }
 }
 
 /// The source side of one SCP session. See the module documentation.
 #[derive(Debug)]
 pub struct Source {
-    state: State,
+    pipelined: bool,
+    /// Answers due from the sink, oldest first.
+    awaited: VecDeque<Awaiting>,
+    /// An accepted `C`: the driver is sending the payload.
+    payload: bool,
+    failed: bool,
     depth: usize,
     transmit: Vec<u8>,
-    event: Option<SourceEvent>,
+    events: VecDeque<SourceEvent>,
     errors: u32,
 }
 
@@ -106,14 +140,23 @@ impl Default for Source {
 }
 
 impl Source {
+    /// A source in OpenSSH's lockstep: every record waits for its answer.
     pub fn new() -> Source {
         Source {
-            state: State::Reply(Awaiting::Ready),
+            pipelined: false,
+            awaited: VecDeque::from([Awaiting::Ready]),
+            payload: false,
+            failed: false,
             depth: 0,
             transmit: Vec::new(),
-            event: None,
+            events: VecDeque::new(),
             errors: 0,
         }
+    }
+
+    /// A source that does not wait for answers it does not need (module docs).
+    pub fn pipelined() -> Source {
+        Source { pipelined: true, ..Source::new() }
     }
 
     /// Output: moves the bytes to send to the peer into `out`.
@@ -121,14 +164,19 @@ impl Source {
         out.append(&mut self.transmit);
     }
 
-    /// Output: the peer's answer to the last record, once it has arrived.
+    /// Output: the peer's answers, in order, once they have arrived.
     pub fn poll_event(&mut self) -> Option<SourceEvent> {
-        self.event.take()
+        self.events.pop_front()
     }
 
-    /// True while a reply is awaited and not yet received.
+    /// True while an answer is due and not yet received.
     pub fn wants_input(&self) -> bool {
-        self.event.is_none() && matches!(self.state, State::Reply(_))
+        self.events.is_empty() && !self.failed && !self.awaited.is_empty()
+    }
+
+    /// True while the answer that decides what to send next is due.
+    pub fn awaits_gate(&self) -> bool {
+        self.awaited.iter().any(|a| a.gates())
     }
 
     /// Errors counted so far: `\1` replies received and errors reported.
@@ -141,59 +189,65 @@ impl Source {
         self.depth
     }
 
-    /// Input: bytes from the peer; consumes at most one reply.
+    /// Input: bytes from the peer; consumes at most one reply, and none while an
+    /// event waits to be taken.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, SourceError> {
-        let State::Reply(awaiting) = self.state else {
-            return Ok(0);
-        };
-        if self.event.is_some() {
+        if !self.wants_input() {
             return Ok(0);
         }
+        let Some(&awaiting) = self.awaited.front() else {
+            return Ok(0);
+        };
         let (reply, used) = match wire::decode_reply(data) {
             Ok(Some(item)) => item,
             Ok(None) => return Ok(0),
             Err(e) => return self.fail(SourceError::PeerMisbehaved(e)),
         };
-        match reply {
-            Reply::Ok => {
-                self.state = match awaiting {
-                    Awaiting::File => State::Payload,
-                    Awaiting::Dir => {
-                        self.depth += 1;
-                        State::Idle
-                    }
-                    _ => State::Idle,
-                };
-                self.event = Some(if awaiting == Awaiting::Ready {
-                    SourceEvent::Ready
-                } else {
-                    SourceEvent::Accepted
-                });
-            }
+        let refused = match reply {
+            Reply::Ok => None,
             Reply::Warning(text) => {
                 self.errors += 1;
-                self.state = State::Idle;
-                self.event = Some(SourceEvent::Refused(text));
+                Some(text)
             }
             Reply::Fatal(text) if awaiting == Awaiting::Ready && !matches!(data.first(), Some(2)) => {
                 return self.fail(SourceError::ShellMessage(text));
             }
             Reply::Fatal(text) => return self.fail(SourceError::PeerFatal(text)),
-        }
+        };
+        self.awaited.pop_front();
+        let event = match (refused, awaiting.settled()) {
+            (refused, Some(what)) if self.pipelined => SourceEvent::Settled { what, refused },
+            (Some(text), _) => SourceEvent::Refused(text),
+            (None, _) => {
+                match awaiting {
+                    Awaiting::File => self.payload = true,
+                    Awaiting::Dir => self.depth += 1,
+                    _ => {}
+                }
+                if awaiting == Awaiting::Ready { SourceEvent::Ready } else { SourceEvent::Accepted }
+            }
+        };
+        self.events.push_back(event);
         Ok(used)
     }
 
     /// Input: the peer closed the stream.
     pub fn handle_eof(&mut self) -> Result<(), SourceError> {
-        match self.state {
-            State::Reply(_) if self.event.is_none() => self.fail(SourceError::LostConnection),
-            _ => Ok(()),
+        if self.failed || self.awaited.is_empty() {
+            return Ok(());
         }
+        self.fail(SourceError::LostConnection)
     }
 
-    /// Queues one record; its reply must arrive before the next call.
+    /// Queues one record. Lockstep: its reply must arrive before the next call.
+    /// Pipelined: only a `C`'s or `D`'s must.
     pub fn send(&mut self, message: &Message) -> Result<(), SourceError> {
-        if self.state != State::Idle || self.event.is_some() {
+        let in_order = if self.pipelined {
+            !self.awaits_gate()
+        } else {
+            self.awaited.is_empty() && self.events.is_empty()
+        };
+        if self.failed || self.payload || !in_order {
             return Err(SourceError::OutOfOrder("record sent before the previous reply"));
         }
         let awaiting = match message {
@@ -209,7 +263,7 @@ impl Source {
             }
         };
         wire::encode(message, &mut self.transmit);
-        self.state = State::Reply(awaiting);
+        self.awaited.push_back(awaiting);
         Ok(())
     }
 
@@ -217,7 +271,7 @@ impl Source {
     /// of a read failure (the payload was zero-padded to its announced size), sent as
     /// `\1scp: <text>` in place of the `\0` status.
     pub fn payload_sent(&mut self, read_error: Option<&str>) -> Result<(), SourceError> {
-        if self.state != State::Payload {
+        if !self.payload {
             return Err(SourceError::OutOfOrder("payload sent without an accepted file"));
         }
         match read_error {
@@ -227,13 +281,19 @@ impl Source {
                 wire::encode_error(text, &mut self.transmit);
             }
         }
-        self.state = State::Reply(Awaiting::Status);
+        self.payload = false;
+        self.awaited.push_back(Awaiting::Status);
         Ok(())
     }
 
     /// Reports an entry that cannot be sent (`\1scp: <text>`); no reply is expected.
     pub fn report_error(&mut self, text: &str) -> Result<(), SourceError> {
-        if self.state != State::Idle || self.event.is_some() {
+        let in_order = if self.pipelined {
+            !self.awaits_gate()
+        } else {
+            self.awaited.is_empty() && self.events.is_empty()
+        };
+        if self.failed || self.payload || !in_order {
             return Err(SourceError::OutOfOrder("error reported while a reply is awaited"));
         }
         self.errors += 1;
@@ -243,7 +303,8 @@ impl Source {
 
     fn fail<T>(&mut self, error: SourceError) -> Result<T, SourceError> {
         self.errors += 1;
-        self.state = State::Failed;
+        self.failed = true;
+        self.awaited.clear();
         Err(error)
     }
 }
@@ -407,5 +468,109 @@ mod tests {
         assert_eq!(wire, b"\x01scp: nope: No such file or directory\n");
         assert!(!source.wants_input());
         assert_eq!(source.error_count(), 1);
+    }
+
+    fn pipelined_ready() -> Source {
+        let mut source = Source::pipelined();
+        assert_eq!(source.handle_input(b"\0"), Ok(1));
+        assert_eq!(source.poll_event(), Some(SourceEvent::Ready));
+        source
+    }
+
+    /// Spec §10 vector 3 again, pipelined: the same 210 bytes, with the sink's 13
+    /// answers all arriving at the end but those to the `C`s and `D`s.
+    #[test]
+    fn pipelined_vector_3_bytes_and_waits() {
+        let mut source = pipelined_ready();
+        let mut wire = Vec::new();
+        let send = |source: &mut Source, wire: &mut Vec<u8>, m: &Message| {
+            source.send(m).expect("in order");
+            source.poll_transmit(wire);
+        };
+        let gate = |source: &mut Source, late: &mut usize| {
+            // Earlier answers first, each settled; then the gate's own.
+            while *late > 0 {
+                assert_eq!(source.handle_input(b"\0"), Ok(1));
+                assert!(matches!(source.poll_event(), Some(SourceEvent::Settled { refused: None, .. })));
+                *late -= 1;
+            }
+            assert_eq!(source.handle_input(b"\0"), Ok(1));
+            assert_eq!(source.poll_event(), Some(SourceEvent::Accepted));
+        };
+        let mut late = 0;
+        let w = &mut wire;
+        for (name, body, dir) in [("tree", &b""[..], true), ("f1", b"one\n", false), ("sub", b"", true)] {
+            send(&mut source, w, &times());
+            late += 1;
+            let mode = if dir { 0o755 } else { 0o600 };
+            let h = header(mode, body.len() as u64, name);
+            send(&mut source, w, &if dir { Message::Dir(h) } else { Message::File(h) });
+            assert!(source.send(&times()).is_err(), "a C or D is waited for");
+            gate(&mut source, &mut late);
+            if !dir {
+                w.extend_from_slice(body);
+                source.payload_sent(None).expect("in order");
+                source.poll_transmit(w);
+                late += 1;
+            }
+        }
+        for (name, body) in [("empty", &b""[..]), ("f2", b"xyz")] {
+            send(&mut source, w, &times());
+            late += 1;
+            send(&mut source, w, &Message::File(header(0o644, body.len() as u64, name)));
+            gate(&mut source, &mut late);
+            w.extend_from_slice(body);
+            source.payload_sent(None).expect("in order");
+            source.poll_transmit(w);
+            late += 1;
+        }
+        send(&mut source, w, &Message::EndDir);
+        send(&mut source, w, &Message::EndDir);
+        assert_eq!(wire.len(), 210);
+        assert!(wire.ends_with(b"C0644 3 f2\nxyz\0E\nE\n"));
+        assert_eq!(late, 1, "the last file's status is still due, and both E's answers");
+        assert!(source.wants_input());
+        assert_eq!(source.handle_input(b"\0\0\0\0"), Ok(1));
+        assert!(source.handle_input(b"\0\0\0").is_ok_and(|n| n == 0), "one event at a time");
+        assert!(source.poll_event().is_some());
+        assert_eq!(source.handle_input(b"\0\0\0"), Ok(1));
+        assert!(source.poll_event().is_some());
+        assert_eq!(source.handle_input(b"\0\0"), Ok(1));
+        assert!(source.poll_event().is_some());
+        assert!(!source.wants_input());
+        assert_eq!(source.handle_eof(), Ok(()));
+    }
+
+    #[test]
+    fn pipelined_late_refusals_are_settled_and_counted() {
+        let mut source = pipelined_ready();
+        source.send(&Message::File(header(0o644, 0, "a"))).expect("in order");
+        assert_eq!(source.handle_input(b"\0"), Ok(1));
+        assert_eq!(source.poll_event(), Some(SourceEvent::Accepted));
+        source.payload_sent(None).expect("in order");
+        source.send(&times()).expect("a file's status is not waited for");
+        source.send(&Message::File(header(0o644, 0, "b"))).expect("nor a T's answer");
+        let replies = b"\x01scp: a: No space left on device\n\0\x01scp: b: Permission denied\n";
+        let n = source.handle_input(replies).expect("a reply");
+        assert_eq!(
+            source.poll_event(),
+            Some(SourceEvent::Settled {
+                what: Settled::FileStatus,
+                refused: Some(b"scp: a: No space left on device".to_vec())
+            })
+        );
+        let m = source.handle_input(&replies[n..]).expect("a reply");
+        assert_eq!(source.poll_event(), Some(SourceEvent::Settled { what: Settled::Times, refused: None }));
+        source.handle_input(&replies[n + m..]).expect("a reply");
+        assert_eq!(source.poll_event(), Some(SourceEvent::Refused(b"scp: b: Permission denied".to_vec())));
+        assert!(source.payload_sent(None).is_err(), "no payload after a refusal");
+        assert_eq!(source.error_count(), 2);
+    }
+
+    #[test]
+    fn pipelined_eof_with_answers_due_is_lost_connection() {
+        let mut source = pipelined_ready();
+        source.send(&times()).expect("in order");
+        assert_eq!(source.handle_eof(), Err(SourceError::LostConnection));
     }
 }

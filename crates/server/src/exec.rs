@@ -104,6 +104,7 @@ where
                         recursive: flags.recursive,
                         preserve: flags.preserve,
                         limit_kbits: None,
+                        pipelined: true,
                     };
                     source::send_in(&mut conn, &session.root, &operands, options, &mut log).await
                 }

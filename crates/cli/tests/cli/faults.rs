@@ -113,7 +113,9 @@ fn connection_cut_mid_file_against_openssh() {
 
 /// 1,000 files downloaded with `-r` from OpenSSH's `scp -f`, where one name is a
 /// directory on the client: that file fails ("Is a directory"), the other 999
-/// arrive intact, no temporary file is left, exit status 1.
+/// arrive intact, no temporary file is left, exit status 1. Pipelined (replies
+/// sent ahead: the refused file's data comes anyway and is dropped) and in
+/// OpenSSH's lockstep (`RSCP_PIPELINE=0`).
 #[test]
 fn one_bad_file_among_a_thousand_downloaded() {
     let Some(peer) = Peer::new() else { return };
@@ -122,23 +124,27 @@ fn one_bad_file_among_a_thousand_downloaded() {
     for i in 0..1000 {
         fs::write(peer.path(&format!("src/f{i:04}")), content(i)).expect("write");
     }
-    fs::create_dir_all(peer.path("down/src/f0500")).expect("mkdir");
-    let mut cmd = peer.rscp(peer.sshd.port);
-    cmd.arg("-r").arg(peer.remote("src")).arg(peer.path("down"));
-    let started = Instant::now();
-    let out = run_with(&mut cmd, b"", Duration::from_secs(120));
-    let took = started.elapsed();
-    assert_eq!(out.code, Some(1), "{}", out.stderr_text());
-    assert!(out.stderr_text().contains("f0500: Is a directory"), "{:?}", out.stderr_text());
-    let dest = peer.path("down/src");
-    for i in (0..1000).filter(|&i| i != 500) {
-        let got = fs::read_to_string(dest.join(format!("f{i:04}"))).expect("a file arrived");
-        assert_eq!(got, content(i), "f{i:04}");
+    for (down, pipeline) in [("down", "1"), ("lockstep", "0")] {
+        fs::create_dir_all(peer.path(&format!("{down}/src/f0500"))).expect("mkdir");
+        let mut cmd = peer.rscp(peer.sshd.port);
+        cmd.env("RSCP_PIPELINE", pipeline).arg("-r").arg(peer.remote("src")).arg(peer.path(down));
+        let started = Instant::now();
+        let out = run_with(&mut cmd, b"", Duration::from_secs(120));
+        let took = started.elapsed();
+        assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+        assert!(out.stderr_text().contains("f0500: Is a directory"), "{:?}", out.stderr_text());
+        let dest = peer.path(&format!("{down}/src"));
+        for i in (0..1000).filter(|&i| i != 500) {
+            let got = fs::read_to_string(dest.join(format!("f{i:04}"))).expect("a file arrived");
+            assert_eq!(got, content(i), "f{i:04}");
+        }
+        assert!(dest.join("f0500").is_dir());
+        assert_eq!(fs::read_dir(&dest).expect("read_dir").count(), 1000);
+        assert!(parts(&dest).is_empty(), "temporary files left: {:?}", parts(&dest));
+        eprintln!(
+            "figures: 1000 files from OpenSSH's scp -f, one refused, RSCP_PIPELINE={pipeline}, in {took:?}"
+        );
     }
-    assert!(dest.join("f0500").is_dir());
-    assert_eq!(fs::read_dir(&dest).expect("read_dir").count(), 1000);
-    assert!(parts(&dest).is_empty(), "temporary files left: {:?}", parts(&dest));
-    eprintln!("figures: 1000 files from OpenSSH's scp -f, one refused, in {took:?}");
 }
 
 /// A proxy cuts the connection to sshd after 8 MiB of a 16 MiB upload: rscp must

@@ -58,6 +58,23 @@ where
     summary
 }
 
+type ScpConn = Conn<tokio::process::ChildStdout, tokio::process::ChildStdin>;
+
+/// `scp ARGS` with its stdin and stdout as a `Conn` (stderr dropped), for tests
+/// that check its exit status themselves.
+fn spawn_scp(scp: &Path, args: &[OsString]) -> (tokio::process::Child, ScpConn) {
+    let mut child = Command::new(scp)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start scp");
+    let conn = Conn::new(child.stdout.take().expect("stdout"), child.stdin.take().expect("stdin"));
+    (child, conn)
+}
+
 fn args(list: &[&str], path: &Path) -> Vec<OsString> {
     let mut v: Vec<OsString> = list.iter().map(OsString::from).collect();
     v.push(path.as_os_str().to_owned());
@@ -151,11 +168,11 @@ fn assert_same_tree(expected: &BTreeMap<PathBuf, Node>, got: &Path, modes: Modes
     }
 }
 
-fn source_options(preserve: bool) -> SourceOptions {
-    SourceOptions { recursive: true, preserve, limit_kbits: None }
+fn source_options(preserve: bool, pipelined: bool) -> SourceOptions {
+    SourceOptions { recursive: true, preserve, limit_kbits: None, pipelined }
 }
 
-/// Our `send` into OpenSSH's `scp -t [-p] -r`.
+/// Our `send` into OpenSSH's `scp -t [-p] -r`, in lockstep and pipelined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_tree_into_openssh_scp_t() {
     let Some(scp) = scp() else { return };
@@ -166,13 +183,13 @@ async fn upload_tree_into_openssh_scp_t() {
     for rel in expected.keys() {
         set_times(&top.join(rel), MTIME, ATIME);
     }
-    for preserve in [true, false] {
+    for (preserve, pipelined) in [(true, false), (false, false), (true, true), (false, true)] {
         let dst = tempfile::tempdir().expect("tempdir");
         let flags: &[&str] = if preserve { &["-r", "-p", "-t"] } else { &["-r", "-t"] };
         let operands = [top.clone()];
         let summary = with_scp(&scp, &args(flags, dst.path()), |mut conn| async move {
             let mut obs = Recorder::default();
-            let r = source::send(&mut conn, &operands, source_options(preserve), &mut obs).await;
+            let r = source::send(&mut conn, &operands, source_options(preserve, pipelined), &mut obs).await;
             drop(conn); // EOF: scp -t ends at a record boundary and exits 0
             r.unwrap_or_else(|e| panic!("send: {e} ({obs:?})"))
         })
@@ -187,14 +204,14 @@ async fn upload_tree_into_openssh_scp_t() {
 }
 
 /// Our `receive` from OpenSSH's `scp -f [-p] -r`, as a download client with the
-/// name filter for the requested path.
+/// name filter for the requested path; in lockstep and with reply credit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_tree_from_openssh_scp_f() {
     let Some(scp) = scp() else { return };
     let src = tempfile::tempdir().expect("tempdir");
     let top = interop_fixture(src.path(), true);
     let expected = snapshot(&top);
-    for preserve in [true, false] {
+    for (preserve, reply_credit) in [(true, 0), (false, 0), (true, 128), (false, 3)] {
         for rel in expected.keys() {
             set_times(&top.join(rel), MTIME, ATIME);
         }
@@ -208,6 +225,7 @@ async fn download_tree_from_openssh_scp_f() {
                 preserve,
                 umask: 0o022,
                 filter: Some(NameFilter::from_request(&request).expect("pattern")),
+                reply_credit,
                 ..SinkOptions::default()
             };
             let mut obs = Recorder::default();
@@ -248,7 +266,7 @@ async fn single_files_both_ways() {
         let r = source::send(
             &mut conn,
             &ops,
-            SourceOptions { recursive: false, preserve: true, limit_kbits: None },
+            SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false },
             &mut obs,
         )
         .await;
@@ -317,15 +335,7 @@ async fn errors_cross_over() {
     let Some(scp) = scp() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
-    let mut child = Command::new(&scp)
-        .args(args(&["-f"], &missing))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start scp");
-    let mut conn = Conn::new(child.stdout.take().expect("stdout"), child.stdin.take().expect("stdin"));
+    let (mut child, mut conn) = spawn_scp(&scp, &args(&["-f"], &missing));
     let mut obs = Recorder::default();
     let filter = NameFilter::from_request(missing.as_os_str().as_encoded_bytes()).expect("pattern");
     let options = SinkOptions { filter: Some(filter), ..SinkOptions::default() };
@@ -339,15 +349,7 @@ async fn errors_cross_over() {
     write_file(&dir.path().join("real"), b"real\n", 0o644);
     let target_dir = dir.path().join("in");
     std::fs::create_dir(&target_dir).expect("mkdir");
-    let mut child = Command::new(&scp)
-        .args(args(&["-t"], &target_dir))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start scp");
-    let mut conn = Conn::new(child.stdout.take().expect("stdout"), child.stdin.take().expect("stdin"));
+    let (mut child, mut conn) = spawn_scp(&scp, &args(&["-t"], &target_dir));
     let operands = [missing.clone(), dir.path().join("real")];
     let r =
         within(source::send(&mut conn, &operands, SourceOptions::default(), &mut Recorder::default())).await;
@@ -356,4 +358,91 @@ async fn errors_cross_over() {
     let status = within(child.wait()).await.expect("exit");
     assert_eq!(status.code(), Some(1), "scp -t counts the reported error");
     assert_eq!(std::fs::read(target_dir.join("real")).expect("real arrived"), b"real\n");
+}
+
+/// Occupies, in `dst/top`, the place of the fixture's file `one` with a
+/// directory and of its directory `nested` with a file, so that a sink must
+/// refuse both (EISDIR, ENOTDIR) and the rest must still arrive.
+fn occupy(dst: &Path) -> PathBuf {
+    let top = dst.join("top");
+    make_dir(&top, 0o755);
+    make_dir(&top.join("one"), 0o755);
+    write_file(&top.join("nested"), b"in the way\n", 0o644);
+    top
+}
+
+/// The entries of the fixture that must arrive despite [`occupy`].
+fn arrived_despite_occupied(expected: &BTreeMap<PathBuf, Node>, got: &Path) {
+    for (rel, want) in expected {
+        if rel.starts_with("one") || rel.starts_with("nested") || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let have = std::fs::read(got.join(rel)).ok();
+        if want.kind == 'f' {
+            assert_eq!(have.as_deref(), Some(&want.data[..]), "{} arrived", rel.display());
+        }
+    }
+    assert!(got.join("one").is_dir() && got.join("nested").is_file(), "what was in the way stays");
+    assert!(temp_files(got).is_empty());
+}
+
+/// Pipelined upload into OpenSSH's `scp -r -t`: a refused `C` (whose payload
+/// must not follow, or `scp -t` would read it as records) and a refused `D`
+/// (whose subtree must not follow) are skipped; the rest arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_upload_refusals_against_openssh_scp_t() {
+    let Some(scp) = scp() else { return };
+    let src = tempfile::tempdir().expect("tempdir");
+    let top = interop_fixture(src.path(), false);
+    let expected = snapshot(&top);
+    let dst = tempfile::tempdir().expect("tempdir");
+    let target = occupy(dst.path());
+    let operands = [top.clone()];
+    let (mut child, mut conn) = spawn_scp(&scp, &args(&["-r", "-t"], dst.path()));
+    let mut obs = Recorder::default();
+    let r = within(source::send(&mut conn, &operands, source_options(false, true), &mut obs)).await;
+    drop(conn);
+    assert_eq!(r.expect("goes on").errors, 2, "{obs:?}");
+    assert_eq!(obs.remote.len(), 2, "both refusals shown: {obs:?}");
+    let status = within(child.wait()).await.expect("exit");
+    assert_eq!(status.code(), Some(1), "scp -t counts its refusals");
+    arrived_despite_occupied(&expected, &target);
+    assert!(!target.join("one/one").exists(), "nothing went into the wrong place");
+}
+
+/// With reply credit our sink cannot refuse a file or a directory to OpenSSH's
+/// `scp -f`, which has been told yes already: it drops the payload and the
+/// subtree, counts both, and the rest arrives; `scp -f` itself sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_refusals_with_reply_credit_from_openssh_scp_f() {
+    let Some(scp) = scp() else { return };
+    let src = tempfile::tempdir().expect("tempdir");
+    let top = interop_fixture(src.path(), true);
+    let expected = snapshot(&top);
+    let dst = tempfile::tempdir().expect("tempdir");
+    let target = occupy(dst.path());
+    let into = dst.path().to_path_buf();
+    let request = top.as_os_str().as_encoded_bytes().to_vec();
+    let (summary, obs) = {
+        let mut obs = Recorder::default();
+        let summary = with_scp(&scp, &args(&["-r", "-p", "-f"], &top), |mut conn| {
+            let obs = &mut obs;
+            async move {
+                let options = SinkOptions {
+                    recursive: true,
+                    preserve: true,
+                    filter: Some(NameFilter::from_request(&request).expect("pattern")),
+                    reply_credit: 16,
+                    ..SinkOptions::default()
+                };
+                let r = sink::receive(&mut conn, &into, &options, obs).await;
+                r.unwrap_or_else(|e| panic!("receive: {e}"))
+            }
+        })
+        .await;
+        (summary, obs)
+    };
+    assert_eq!(summary.errors, 2, "{obs:?}");
+    assert_eq!(obs.local.len(), 2, "both shown here: {obs:?}");
+    arrived_despite_occupied(&expected, &target);
 }

@@ -9,8 +9,10 @@ use rscp_proto::source::SourceError;
 
 use crate::common::*;
 
-const PLAIN: SourceOptions = SourceOptions { recursive: false, preserve: false, limit_kbits: None };
-const RECURSIVE: SourceOptions = SourceOptions { recursive: true, preserve: false, limit_kbits: None };
+const PLAIN: SourceOptions =
+    SourceOptions { recursive: false, preserve: false, limit_kbits: None, pipelined: false };
+const RECURSIVE: SourceOptions =
+    SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false };
 
 /// Runs `send` while `script` plays the sink; returns the result and observer.
 async fn send_with<F, Fut>(

@@ -120,7 +120,7 @@ async fn vectors_1_2_send_one_file_with_times() {
     let operands = [dir.path().join("a.txt")];
     let engine = async move {
         let mut conn = conn;
-        let options = SourceOptions { recursive: false, preserve: true, limit_kbits: None };
+        let options = SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false };
         let r = source::send(&mut conn, &operands, options, &mut Silent).await;
         drop(conn);
         r
@@ -145,7 +145,7 @@ async fn vectors_1_2_send_one_file_with_times() {
     // And as one stream through a plain acking sink.
     let (r, stream, _) = send_to_acking_sink(
         &[dir.path().join("a.txt")],
-        SourceOptions { recursive: false, preserve: true, limit_kbits: None },
+        SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false },
     )
     .await;
     assert!(r.expect("clean").ok());
@@ -238,25 +238,31 @@ async fn vectors_3_4_send_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
     spec_fixture(dir.path());
     let tree = [dir.path().join("tree")];
-    let (r, stream, obs) =
-        send_to_acking_sink(&tree, SourceOptions { recursive: true, preserve: true, limit_kbits: None })
-            .await;
+    let (r, stream, obs) = send_to_acking_sink(
+        &tree,
+        SourceOptions { recursive: true, preserve: true, limit_kbits: None, pipelined: false },
+    )
+    .await;
     assert!(r.expect("clean").ok(), "{obs:?}");
     assert_eq!(stream.len(), 210);
     assert_bytes(&canonical(&stream), &vector_3_stream());
     assert_eq!(obs.finished, [true, true, true]);
 
-    let (r, stream, _) =
-        send_to_acking_sink(&tree, SourceOptions { recursive: true, preserve: false, limit_kbits: None })
-            .await;
+    let (r, stream, _) = send_to_acking_sink(
+        &tree,
+        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false },
+    )
+    .await;
     assert!(r.expect("clean").ok());
     assert_bytes(&canonical(&stream), VECTOR_4);
 
     // A trailing slash on the operand changes nothing (OpenSSH strips it).
     let slashed = [dir.path().join("tree/")];
-    let (r, stream, _) =
-        send_to_acking_sink(&slashed, SourceOptions { recursive: true, preserve: false, limit_kbits: None })
-            .await;
+    let (r, stream, _) = send_to_acking_sink(
+        &slashed,
+        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false },
+    )
+    .await;
     assert!(r.expect("clean").ok());
     assert_bytes(&canonical(&stream), VECTOR_4);
 }
@@ -279,7 +285,7 @@ async fn send_chain_exact_and_one_record_at_a_time() {
         let r = source::send(
             &mut conn,
             &operands,
-            SourceOptions { recursive: true, preserve: true, limit_kbits: None },
+            SourceOptions { recursive: true, preserve: true, limit_kbits: None, pipelined: false },
             &mut Silent,
         )
         .await;

@@ -229,11 +229,94 @@ fn transfer(entries: &[Entry]) {
     assert_eq!(sink.sink.depth(), 0);
 }
 
+/// [`transfer`] with both machines pipelining: the source sends on without the
+/// answers that decide nothing, the sink gives `credit` replies ahead. The sink
+/// must see the same tree, and send one reply per record and per file end plus
+/// its credit; the source must get each in order.
+fn pipelined_transfer(entries: &[Entry], credit: usize) {
+    let mut records = Vec::new();
+    let mut expected = Vec::new();
+    plan(entries, &mut records, &mut expected);
+    let files = records.iter().filter(|(m, _)| matches!(m, Message::File(_))).count();
+
+    let mut source = Source::pipelined();
+    let mut sink = SinkSide {
+        sink: Sink::new(SinkConfig { reply_credit: credit, ..SinkConfig::new(true) }),
+        inbox: Vec::new(),
+        outbox: Vec::new(),
+        seen: Vec::new(),
+        receiving: None,
+    };
+    let mut replies = Vec::new();
+    let mut replies_total = 0usize;
+    let mut answers = Vec::new();
+    // Moves every reply the sink has to the source, and every answer out of it.
+    let mut deliver = |source: &mut Source, sink: &mut SinkSide, replies: &mut Vec<u8>| {
+        sink.step();
+        replies_total += count_ok_replies(&sink.outbox);
+        replies.append(&mut sink.outbox);
+        loop {
+            while let Some(event) = source.poll_event() {
+                answers.push(event);
+            }
+            match source.handle_input(replies).expect("source accepts the replies") {
+                0 => break,
+                n => {
+                    replies.drain(..n);
+                }
+            }
+        }
+    };
+    let mut pending = records.iter();
+    let mut payload_due: Option<&Vec<u8>> = None;
+    loop {
+        if let Some(payload) = payload_due.take() {
+            if source.awaits_gate() {
+                payload_due = Some(payload);
+            } else {
+                sink.inbox.extend_from_slice(payload);
+                source.payload_sent(None).expect("payload after acceptance");
+                source.poll_transmit(&mut sink.inbox);
+                continue;
+            }
+        } else if !source.awaits_gate() {
+            let Some((message, payload)) = pending.next() else { break };
+            source.send(message).expect("in order");
+            source.poll_transmit(&mut sink.inbox);
+            payload_due = payload.as_ref();
+            // A `T` and the record after it travel together, unanswered.
+            if !matches!(message, Message::File(_) | Message::Dir(_)) {
+                continue;
+            }
+        }
+        deliver(&mut source, &mut sink, &mut replies);
+    }
+    deliver(&mut source, &mut sink, &mut replies);
+    assert!(!source.wants_input(), "every answer arrived");
+    assert_eq!(replies.len(), credit, "what is left is the credit");
+    sink.sink.handle_eof(&[]).expect("a clean end");
+    assert_eq!(source.handle_eof(), Ok(()));
+    assert_eq!(sink.seen, expected, "the sink reproduces the source's tree");
+    assert_eq!(replies_total, 1 + credit + records.len() + files);
+    assert_eq!(answers.len(), 1 + records.len() + files, "one answer for each");
+    assert!(
+        answers
+            .iter()
+            .all(|a| !matches!(a, SourceEvent::Refused(_) | SourceEvent::Settled { refused: Some(_), .. }))
+    );
+    assert_eq!((source.error_count(), sink.sink.error_count()), (0, 0));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn sink_reproduces_what_the_source_sends(entries in tree()) {
         transfer(&entries);
+    }
+
+    #[test]
+    fn pipelined_sink_reproduces_what_the_pipelined_source_sends(entries in tree(), credit in 0..4usize) {
+        pipelined_transfer(&entries, credit);
     }
 }

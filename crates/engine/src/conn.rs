@@ -24,6 +24,8 @@ pub struct Conn<R, W> {
     eof: bool,
     /// Scratch space for bytes the state machines queue for the peer.
     pub(crate) outgoing: Vec<u8>,
+    /// A write of `outgoing` that failed while reading (see [`Conn::fill`]).
+    write_error: Option<io::Error>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
@@ -36,6 +38,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             end: 0,
             eof: false,
             outgoing: Vec::with_capacity(4096),
+            write_error: None,
         }
     }
 
@@ -63,6 +66,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     }
 
     /// Reads more bytes after the buffered ones; returns 0 at end of stream.
+    ///
+    /// Bytes still queued in `outgoing` (a pipelining sink's replies) are sent
+    /// meanwhile, reading and writing at once: a transport may stop taking our
+    /// writes until we read (russh's session loop blocks on a full channel queue
+    /// and then serves no writes), so waiting for a write before reading could
+    /// wait for ever. A write error is kept for the next `send_outgoing`.
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.eof {
             return Ok(0);
@@ -73,12 +82,42 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             self.end -= self.start;
             self.start = 0;
         }
-        let n = self.reader.read(&mut self.buf[self.end..]).await?;
+        let n = self.read_while_sending().await?;
         if n == 0 {
             self.eof = true;
         }
         self.end += n;
         Ok(n)
+    }
+
+    async fn read_while_sending(&mut self) -> io::Result<usize> {
+        let Conn { reader, writer, buf, end, outgoing, write_error, .. } = self;
+        let space = &mut buf[*end..];
+        loop {
+            if outgoing.is_empty() || write_error.is_some() {
+                outgoing.clear();
+                return reader.read(space).await;
+            }
+            let sending = async {
+                let n = writer.write(outgoing).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                if n == outgoing.len() {
+                    writer.flush().await?;
+                }
+                Ok(n)
+            };
+            tokio::select! {
+                read = reader.read(space) => return read,
+                sent = sending => match sent {
+                    Ok(n) => {
+                        outgoing.drain(..n);
+                    }
+                    Err(e) => *write_error = Some(e),
+                },
+            }
+        }
     }
 
     /// Writes `data` without flushing (payload chunks).
@@ -88,6 +127,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
 
     /// Sends the bytes the state machines queued in `outgoing`.
     pub(crate) async fn send_outgoing(&mut self) -> io::Result<()> {
+        if let Some(e) = self.write_error.take() {
+            self.outgoing.clear();
+            return Err(e);
+        }
         if self.outgoing.is_empty() {
             return Ok(());
         }

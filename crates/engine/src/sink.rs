@@ -140,9 +140,11 @@ where
     let result = receiver.run(conn, observer).await;
     // Whatever happened, the peer gets the replies the sink queued (an error reply).
     receiver.sink.poll_transmit(&mut conn.outgoing);
-    let flushed = receiver.send_replies(conn).await;
+    let flushed = conn.send_outgoing().await;
     result?;
-    flushed?;
+    if options.reply_credit == 0 {
+        flushed?;
+    }
     Ok(Summary { errors: receiver.sink.error_count() + receiver.local_errors })
 }
 
@@ -207,18 +209,21 @@ impl Receiver<'_> {
         }
     }
 
-    /// Sends the queued replies. With reply credit a source that has had all
-    /// it needs ends without reading the rest, so a write to a closed stream is
-    /// no error here: what the stream holds, read on, says whether all arrived.
+    /// Sends the queued replies. With reply credit they are only queued: the
+    /// next read sends them while it reads (`Conn::fill`), since waiting for
+    /// a write while the source streams could wait for ever. A source that has
+    /// had all it needs ends without reading the rest, so with credit a write
+    /// to a closed stream is no error: what the stream holds, read on, says
+    /// whether all arrived.
     async fn send_replies<R, W>(&mut self, conn: &mut Conn<R, W>) -> Result<(), EngineError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        match conn.send_outgoing().await {
-            Err(_) if self.options.reply_credit > 0 => Ok(()),
-            result => Ok(result?),
+        if self.options.reply_credit > 0 {
+            return Ok(());
         }
+        Ok(conn.send_outgoing().await?)
     }
 
     /// Where a received name goes: inside the current directory, or the target

@@ -198,3 +198,45 @@ async fn inplace_overwrites_and_truncates() {
     );
     assert_eq!(mode & 0o7777, 0o640);
 }
+
+/// A sink with reply credit whose peer streams every record before reading any
+/// reply (as a pipelined `scp -f` does, and as russh's session loop behaves
+/// when its queues are full: it takes no write until we read). The replies
+/// cannot all be written until the peer reads; the sink must keep reading
+/// meanwhile, or both ends wait for ever (rscp -> rscpd hung that way once in
+/// ten thousand files).
+#[tokio::test]
+async fn a_sink_with_credit_reads_on_while_its_replies_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sandbox = Sandbox::new();
+    const FILES: usize = 3000;
+    // 64-byte pipes: the replies fill theirs after 64, long before the end.
+    let (ours, theirs) = tokio::io::duplex(64);
+    let (our_read, our_write) = tokio::io::split(ours);
+    let (mut their_read, mut their_write) = tokio::io::split(theirs);
+    let peer = async move {
+        for i in 0..FILES {
+            let record = format!("C0644 2 f{i:04}\nx\n\0");
+            their_write.write_all(record.as_bytes()).await.expect("the sink reads on");
+        }
+        their_write.shutdown().await.expect("shutdown");
+        let mut replies = Vec::new();
+        their_read.read_to_end(&mut replies).await.expect("replies");
+        replies
+    };
+    let options = SinkOptions { reply_credit: 8, ..SinkOptions::default() };
+    let target = sandbox.target.clone();
+    let engine = async move {
+        let mut conn = rscp_engine::Conn::new(our_read, our_write);
+        let mut obs = Recorder::default();
+        let r = rscp_engine::sink::receive(&mut conn, &target, &options, &mut obs).await;
+        drop(conn);
+        r
+    };
+    let (r, replies) = within(async { tokio::join!(engine, peer) }).await;
+    assert_eq!(r.expect("all arrived").errors, 0);
+    assert_eq!(replies, vec![0u8; 1 + 8 + 2 * FILES], "every reply, all \\0");
+    for i in [0, FILES / 2, FILES - 1] {
+        assert_eq!(fs::read(sandbox.target.join(format!("f{i:04}"))).expect("arrived"), b"x\n");
+    }
+}

@@ -476,20 +476,35 @@ mod tests {
     /// Drives a sink over `input` the way the engine does, accepting every file and
     /// directory, and returns (bytes sent, events seen, final result).
     fn run(config: SinkConfig, input: &[u8]) -> (Vec<u8>, Vec<SinkEvent>, Result<(), SinkError>) {
+        run_refusing(config, &[], input)
+    }
+
+    /// [`run`], refusing the files and directories named in `refuse` (with
+    /// reply credit, their payloads are skipped as `SkipPayload` asks).
+    fn run_refusing(
+        config: SinkConfig,
+        refuse: &[&str],
+        input: &[u8],
+    ) -> (Vec<u8>, Vec<SinkEvent>, Result<(), SinkError>) {
         let mut sink = Sink::new(config);
         let mut sent = Vec::new();
         let mut events = Vec::new();
         let mut pos = 0;
-        let mut payload = 0u64;
+        let refused = |header: &FileHeader| refuse.contains(&header.name.display().as_str());
         let result = loop {
             sink.poll_transmit(&mut sent);
             while let Some(event) = sink.poll_event() {
                 match &event {
-                    SinkEvent::EnterDir { .. } => sink.dir_entered(Ok(())),
-                    SinkEvent::File { header, .. } => {
-                        payload = header.size;
-                        sink.file_opened(Ok(()));
-                        pos += payload as usize;
+                    SinkEvent::EnterDir { header, .. } => {
+                        sink.dir_entered(if refused(header) { Err("no".into()) } else { Ok(()) });
+                    }
+                    SinkEvent::File { header, .. } if refused(header) => sink.file_opened(Err("no".into())),
+                    SinkEvent::File { header: FileHeader { size, .. }, .. }
+                    | SinkEvent::SkipPayload { size } => {
+                        if matches!(event, SinkEvent::File { .. }) {
+                            sink.file_opened(Ok(()));
+                        }
+                        pos += *size as usize;
                         sink.payload_received();
                     }
                     SinkEvent::FileStatus { .. } => sink.file_done(Ok(())),
@@ -518,7 +533,6 @@ mod tests {
             }
         };
         sink.poll_transmit(&mut sent);
-        let _ = payload;
         (sent, events, result)
     }
 
@@ -795,47 +809,12 @@ mod tests {
         assert_eq!(sink.handle_eof(b""), Ok(()));
     }
 
-    /// Feeds `input` record by record to a sink with reply credit, refusing the
-    /// files and directories named in `refuse`; returns (replies, events).
+    /// [`run_refusing`] with reply credit, on input that must end cleanly.
     fn run_with_credit(credit: usize, refuse: &[&str], input: &[u8]) -> (Vec<u8>, Vec<SinkEvent>) {
-        let mut sink = Sink::new(SinkConfig { reply_credit: credit, ..SinkConfig::new(true) });
-        let mut sent = Vec::new();
-        let mut events = Vec::new();
-        let mut pos = 0;
-        loop {
-            while let Some(event) = sink.poll_event() {
-                match &event {
-                    SinkEvent::EnterDir { header, .. } => {
-                        let refused = refuse.contains(&header.name.display().as_str());
-                        sink.dir_entered(if refused { Err("no".into()) } else { Ok(()) });
-                    }
-                    SinkEvent::File { header, .. } => {
-                        if refuse.contains(&header.name.display().as_str()) {
-                            sink.file_opened(Err("no".into()));
-                        } else {
-                            sink.file_opened(Ok(()));
-                            pos += header.size as usize;
-                            sink.payload_received();
-                        }
-                    }
-                    SinkEvent::SkipPayload { size } => {
-                        pos += *size as usize;
-                        sink.payload_received();
-                    }
-                    SinkEvent::FileStatus { .. } => sink.file_done(Ok(())),
-                    _ => {}
-                }
-                events.push(event);
-            }
-            sink.poll_transmit(&mut sent);
-            if sink.is_finished() {
-                return (sent, events);
-            }
-            match sink.handle_input(&input[pos..]).expect("valid input") {
-                0 => sink.handle_eof(&input[pos..]).expect("clean end"),
-                n => pos += n,
-            }
-        }
+        let config = SinkConfig { reply_credit: credit, ..SinkConfig::new(true) };
+        let (sent, events, result) = run_refusing(config, refuse, input);
+        assert_eq!(result, Ok(()), "a clean end");
+        (sent, events)
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub async fn copy(flags: &Flags, sources: &[PathBuf], target: &Path, target_must
         preserve: flags.preserve,
         limit_kbits: flags.limit_kbps,
         pipelined: true,
+        ahead: false,
     };
     let sink_options = SinkOptions {
         recursive: flags.recursive,

@@ -162,6 +162,7 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
         preserve: flags.preserve,
         limit_kbits: flags.limit_kbps,
         pipelined: true,
+        ahead: pipelining(),
     };
     let mut report = observer(flags);
     let ok = transfer(flags, &session, &line, async |conn| {
@@ -263,13 +264,15 @@ async fn download(
 }
 
 /// Downloads pipeline their replies (one round trip per file saved, twice per
-/// small file); `RSCP_PIPELINE=0` goes back to OpenSSH's lockstep, for a server
-/// whose source would not take replies early.
+/// small file); uploads send small files ahead. `RSCP_PIPELINE=0` goes back to
+/// OpenSSH's lockstep for both, for a server whose source would not take
+/// replies early, or a copy that must go on past a refused file.
+fn pipelining() -> bool {
+    !matches!(std::env::var_os("RSCP_PIPELINE"), Some(value) if value == "0")
+}
+
 fn download_reply_credit() -> usize {
-    match std::env::var_os("RSCP_PIPELINE") {
-        Some(value) if value == "0" => 0,
-        _ => sink::DOWNLOAD_REPLY_CREDIT,
-    }
+    if pipelining() { sink::DOWNLOAD_REPLY_CREDIT } else { 0 }
 }
 
 /// Runs `line` in the session and `copy` over its stream, then waits for the

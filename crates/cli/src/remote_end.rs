@@ -47,6 +47,7 @@ pub fn run(flags: &Flags, end: RemoteEnd) -> i32 {
                     preserve: flags.preserve,
                     limit_kbits: flags.limit_kbps,
                     pipelined: true,
+                    ahead: false,
                 };
                 source::send(&mut conn, &paths, options, &mut report).await
             }

@@ -143,6 +143,51 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         result
     }
 
+    /// Sends `outgoing`, reading meanwhile (the answers to records sent ahead,
+    /// which would otherwise pile up until the peer stops reading): true once it
+    /// is all sent, false when bytes arrived first, for the caller to take
+    /// before calling again.
+    pub(crate) async fn send_outgoing_reading(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.write_error.take() {
+            self.outgoing.clear();
+            return Err(e);
+        }
+        if self.outgoing.is_empty() {
+            return Ok(true);
+        }
+        if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.eof || self.end == self.buf.len() {
+            self.send_outgoing().await?;
+            return Ok(true);
+        }
+        let Conn { reader, writer, buf, end, outgoing, eof, .. } = self;
+        loop {
+            tokio::select! {
+                read = reader.read(&mut buf[*end..]) => {
+                    match read? {
+                        0 => *eof = true,
+                        n => *end += n,
+                    }
+                    return Ok(false);
+                }
+                sent = writer.write(outgoing) => {
+                    match sent? {
+                        0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                        n => outgoing.drain(..n),
+                    };
+                    if outgoing.is_empty() {
+                        writer.flush().await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+
     /// Receives exactly `len` payload bytes, handing each chunk to `write`, paced
     /// by `limiter` if given. The chunks come from the one buffer, in order. Fails with `UnexpectedEof` if the
     /// stream ends first.

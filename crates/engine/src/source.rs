@@ -8,6 +8,7 @@
 //! followed to the path-length limit, and a name holding a line feed is skipped
 //! with a message instead of being sent vis-encoded.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -38,7 +39,16 @@ pub struct SourceOptions {
     /// `T`'s, an `E`'s, a file's final one): `Source::pipelined`. The bytes
     /// are OpenSSH's; only the waits go.
     pub pipelined: bool,
+    /// With `pipelined`: send small files ahead, their `C` not waited for, when
+    /// their content allows it (`Source::can_send_ahead`). A sink that refuses
+    /// such a file ends the session, and so does the source.
+    pub ahead: bool,
 }
+
+/// The largest file sent ahead: read whole before its `C` goes out.
+const AHEAD_MAX: u64 = 64 * 1024;
+/// Files sent ahead are queued until this much is waiting, then sent together.
+const AHEAD_BATCH: usize = 128 * 1024;
 
 /// A directory being sent: its remaining entries.
 #[derive(Debug)]
@@ -85,7 +95,7 @@ where
         buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
         stack: Vec::new(),
         limiter: options.limit_kbits.map(Limiter::from_kbits),
-        unsettled_file: None,
+        unsettled_files: VecDeque::new(),
     };
     if let SourceEvent::Refused(text) = sender.reply().await? {
         // The sink refused to start (e.g. `-d` and no such directory).
@@ -109,15 +119,39 @@ struct Sender<'a, R, W> {
     buf: Box<[u8]>,
     stack: Vec<OpenDir>,
     limiter: Option<Limiter>,
-    /// Pipelined: a file whose final answer is still due, and whether it was
-    /// read whole.
-    unsettled_file: Option<bool>,
+    /// Pipelined: the files whose final answer is still due, oldest first, and
+    /// whether each was read whole.
+    unsettled_files: VecDeque<bool>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
     async fn flush(&mut self) -> Result<(), EngineError> {
         self.source.poll_transmit(&mut self.conn.outgoing);
-        self.conn.send_outgoing().await?;
+        if !self.options.pipelined {
+            self.conn.send_outgoing().await?;
+            return Ok(());
+        }
+        while !self.conn.send_outgoing_reading().await? {
+            self.take_settled()?;
+        }
+        self.take_settled()
+    }
+
+    /// Pipelined: takes the answers already received that settle earlier
+    /// records, without waiting for more.
+    fn take_settled(&mut self) -> Result<(), EngineError> {
+        while self.source.next_answer_settles() {
+            let n = self.source.handle_input(self.conn.buffered())?;
+            if n == 0 {
+                break;
+            }
+            self.conn.consume(n);
+            while let Some(event) = self.source.poll_event() {
+                if let SourceEvent::Settled { what, refused } = event {
+                    self.settled(what, refused);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -149,7 +183,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             self.observer.remote_message(text);
         }
         if what == Settled::FileStatus {
-            let read_whole = self.unsettled_file.take().unwrap_or(false);
+            let read_whole = self.unsettled_files.pop_front().unwrap_or(false);
             self.observer.file_finished(read_whole && refused.is_none());
         }
     }
@@ -257,6 +291,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         }
         let size = meta.len();
         let header = FileHeader { mode: Mode::from_st_mode(meta.mode()), size, name };
+        // A small file is read first: it may go ahead; if not, what was read is sent.
+        let mut read_first = None;
+        if self.options.pipelined && self.options.ahead && self.limiter.is_none() && size <= AHEAD_MAX {
+            let n = usize::try_from(size).unwrap_or(0).min(self.buf.len());
+            let read_error = read_chunk(&mut file, &mut self.buf[..n], None);
+            if read_error.is_none() && Source::can_send_ahead(&self.buf[..n]) {
+                return self.send_ahead(&header, n).await;
+            }
+            read_first = Some(read_error);
+        }
         if !self.exchange(&Message::File(header.clone())).await? {
             return Ok(());
         }
@@ -269,24 +313,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         while remaining > 0 {
             let chunk_size = if self.limiter.is_some() { LIMITED_CHUNK } else { self.buf.len() };
             let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk_size);
-            let chunk = &mut self.buf[..n];
-            // After a read error the rest is zeros, so both sides stay in step (OpenSSH).
-            if read_error.is_none() {
-                match fs::read_full(&mut file, chunk) {
-                    Ok(got) if got == n => {}
-                    Ok(got) => {
-                        chunk[got..].fill(0);
-                        // A file that shrank: OpenSSH's atomicio reports EPIPE.
-                        read_error = Some(io::Error::from_raw_os_error(libc::EPIPE));
-                    }
-                    Err(e) => {
-                        chunk.fill(0);
-                        read_error = Some(e);
-                    }
-                }
-            } else {
-                chunk.fill(0);
-            }
+            read_error = match read_first.take() {
+                Some(error) => error,
+                None => read_chunk(&mut file, &mut self.buf[..n], read_error),
+            };
             self.conn.send_payload(&self.buf[..n]).await?;
             self.observer.transferred(n as u64);
             remaining -= n as u64;
@@ -300,7 +330,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
         }
         self.source.payload_sent(error_text.as_deref())?;
         if self.options.pipelined {
-            self.unsettled_file = Some(error_text.is_none());
+            self.unsettled_files.push_back(error_text.is_none());
             return Ok(());
         }
         let ok = match self.reply().await? {
@@ -311,6 +341,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             _ => error_text.is_none(),
         };
         self.observer.file_finished(ok);
+        Ok(())
+    }
+
+    /// Sends a file read whole into `buf[..len]` ahead: its `C`, payload and
+    /// status go out together, nothing waited for; batches are flushed as they fill.
+    async fn send_ahead(&mut self, header: &FileHeader, len: usize) -> Result<(), EngineError> {
+        self.trace(&Message::File(header.clone()));
+        self.source.send_file_ahead(header, &self.buf[..len])?;
+        self.observer.file_started(&header.name, header.size);
+        self.observer.transferred(header.size);
+        self.unsettled_files.push_back(true);
+        self.source.poll_transmit(&mut self.conn.outgoing);
+        if self.conn.outgoing.len() >= AHEAD_BATCH {
+            self.flush().await?;
+        }
         Ok(())
     }
 
@@ -359,6 +404,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Sender<'_, R, W> {
             }
         }
         Ok(())
+    }
+}
+
+/// Fills `chunk` from `file`; after a read error (`earlier`, or one now) the
+/// rest is zeros, so both sides stay in step (OpenSSH). Returns the error.
+fn read_chunk(file: &mut File, chunk: &mut [u8], earlier: Option<io::Error>) -> Option<io::Error> {
+    if earlier.is_some() {
+        chunk.fill(0);
+        return earlier;
+    }
+    match fs::read_full(file, chunk) {
+        Ok(got) if got == chunk.len() => None,
+        Ok(got) => {
+            chunk[got..].fill(0);
+            // A file that shrank: OpenSSH's atomicio reports EPIPE.
+            Some(io::Error::from_raw_os_error(libc::EPIPE))
+        }
+        Err(e) => {
+            chunk.fill(0);
+            Some(e)
+        }
     }
 }
 

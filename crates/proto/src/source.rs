@@ -27,13 +27,19 @@
 //! be followed at once by the next record; their answers come later, in order, as
 //! [`SourceEvent::Settled`]. A sink reads records one at a time, so it cannot
 //! tell; OpenSSH's answers `T` and `E` always with `\0` and reads the next record
-//! whatever a file's final reply was. A `C` is never pipelined: after refusing
-//! one, a sink would read the payload as records.
+//! whatever a file's final reply was. A `C` is pipelined only as a *file sent
+//! ahead* ([`Source::send_file_ahead`]): after refusing a `C`, a sink reads
+//! what follows as records, so the payload would be taken for records. A file
+//! goes ahead only if that cannot do harm ([`Source::can_send_ahead`]): no line
+//! of its payload starts with a byte a sink acts on (`C D E T \1 \2`), so a
+//! sink that refused it meets an unknown record and ends the session (OpenSSH's
+//! `expected control record`), and the source ends it too
+//! ([`SourceError::RefusedAhead`]).
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::message::Message;
+use crate::message::{FileHeader, Message};
 use crate::wire::{self, Reply, WireError};
 
 /// What the peer answered.
@@ -73,6 +79,9 @@ pub enum SourceError {
     ShellMessage(Vec<u8>),
     /// The stream ended while a reply was awaited.
     LostConnection,
+    /// The sink refused (`\1<text>`) a file sent ahead: it will read the
+    /// payload as records and stop, so the session ends here.
+    RefusedAhead(Vec<u8>),
     /// The driver called a method out of order (a bug in the driver, not the peer).
     OutOfOrder(&'static str),
 }
@@ -85,6 +94,11 @@ impl fmt::Display for SourceError {
                 f.write_str(&crate::display::escape(text))
             }
             SourceError::LostConnection => f.write_str("lost connection"),
+            SourceError::RefusedAhead(text) => write!(
+                f,
+                "{}; its data had been sent ahead, so the copy stops here (RSCP_PIPELINE=0 waits for each file)",
+                crate::display::escape(text)
+            ),
             SourceError::OutOfOrder(what) => write!(f, "internal error: {what}"),
         }
     }
@@ -97,6 +111,8 @@ enum Awaiting {
     Ready,
     Times,
     File,
+    /// A `C` sent with its payload, not waited for.
+    FileAhead,
     Dir,
     EndDir,
     Status,
@@ -113,7 +129,7 @@ impl Awaiting {
             Awaiting::Times => Some(Settled::Times),
             Awaiting::EndDir => Some(Settled::EndDir),
             Awaiting::Status => Some(Settled::FileStatus),
-            Awaiting::Ready | Awaiting::File | Awaiting::Dir => None,
+            Awaiting::Ready | Awaiting::File | Awaiting::FileAhead | Awaiting::Dir => None,
         }
     }
 }
@@ -179,6 +195,12 @@ impl Source {
         self.awaited.iter().any(|a| a.gates())
     }
 
+    /// True if the next answer due settles an earlier record rather than
+    /// deciding what to send next (pipelined).
+    pub fn next_answer_settles(&self) -> bool {
+        self.events.is_empty() && !self.failed && self.awaited.front().is_some_and(|a| !a.gates())
+    }
+
     /// Errors counted so far: `\1` replies received and errors reported.
     pub fn error_count(&self) -> u32 {
         self.errors
@@ -214,6 +236,17 @@ impl Source {
             }
             Reply::Fatal(text) => return self.fail(SourceError::PeerFatal(text)),
         };
+        if awaiting == Awaiting::FileAhead {
+            if let Some(text) = refused {
+                // Counted once, as the refusal above.
+                self.failed = true;
+                self.awaited.clear();
+                return Err(SourceError::RefusedAhead(text));
+            }
+            // Accepted: its status answer (queued behind it) settles the file.
+            self.awaited.pop_front();
+            return Ok(used);
+        }
         self.awaited.pop_front();
         let event = match (refused, awaiting.settled()) {
             (refused, Some(what)) if self.pipelined => SourceEvent::Settled { what, refused },
@@ -264,6 +297,38 @@ impl Source {
         };
         wire::encode(message, &mut self.transmit);
         self.awaited.push_back(awaiting);
+        Ok(())
+    }
+
+    /// Whether `payload` may follow its `C` before the answer (module docs): no
+    /// line of it starts with a byte a sink acts on. The byte after it, the
+    /// `\0` status, starts no record either.
+    pub fn can_send_ahead(payload: &[u8]) -> bool {
+        let acts_on = |b: u8| matches!(b, b'C' | b'D' | b'E' | b'T' | 1 | 2);
+        let mut line_start = true;
+        payload.iter().all(|&b| {
+            let ok = !(line_start && acts_on(b));
+            line_start = b == b'\n';
+            ok
+        })
+    }
+
+    /// Pipelined only: queues a `C`, its whole payload and the `\0` status at
+    /// once. The `C`'s answer settles silently; a refusal ends the session with
+    /// [`SourceError::RefusedAhead`]; the status answer comes as
+    /// [`Settled::FileStatus`].
+    pub fn send_file_ahead(&mut self, header: &FileHeader, payload: &[u8]) -> Result<(), SourceError> {
+        if !self.pipelined || self.failed || self.payload || self.awaits_gate() {
+            return Err(SourceError::OutOfOrder("file sent ahead out of turn"));
+        }
+        if u64::try_from(payload.len()).ok() != Some(header.size) || !Source::can_send_ahead(payload) {
+            return Err(SourceError::OutOfOrder("file sent ahead that may not go ahead"));
+        }
+        wire::encode(&Message::File(header.clone()), &mut self.transmit);
+        self.transmit.extend_from_slice(payload);
+        self.transmit.push(0);
+        self.awaited.push_back(Awaiting::FileAhead);
+        self.awaited.push_back(Awaiting::Status);
         Ok(())
     }
 
@@ -572,5 +637,82 @@ mod tests {
         let mut source = pipelined_ready();
         source.send(&times()).expect("in order");
         assert_eq!(source.handle_eof(), Err(SourceError::LostConnection));
+    }
+
+    #[test]
+    fn what_may_go_ahead() {
+        for inert in [&b""[..], b"hello\n", b"x Cx\n", b"\0C0644 1 a\n", b"\nxyz\n\n", b"c lower\ne\nt\n"] {
+            assert!(Source::can_send_ahead(inert), "{inert:?}");
+        }
+        for acted_on in [
+            &b"C0644 5 evil\n"[..],
+            b"Dx",
+            b"E\n",
+            b"T1 0 1 0\n",
+            b"\x01x\n",
+            b"\x02",
+            b"ok\nC0644 1 a\n",
+            b"ok\n\x01\n",
+            b"x\nCx",
+        ] {
+            assert!(!Source::can_send_ahead(acted_on), "{acted_on:?}");
+        }
+    }
+
+    /// Files sent ahead: each `C`, payload and status go out at once, with no
+    /// wait; the `C`s' answers settle silently, the statuses as usual.
+    #[test]
+    fn files_sent_ahead_wait_for_nothing() {
+        let mut source = pipelined_ready();
+        let mut wire = Vec::new();
+        source.send(&times()).expect("in order");
+        source.send_file_ahead(&header(0o644, 4, "a"), b"abc\n").expect("ahead");
+        source.send_file_ahead(&header(0o600, 0, "b"), b"").expect("no wait for a's answers");
+        source.poll_transmit(&mut wire);
+        assert_eq!(wire, b"T1700000000 0 1800000000 0\nC0644 4 a\nabc\n\0C0600 0 b\n\0");
+        assert_eq!(source.handle_input(b"\0"), Ok(1));
+        assert_eq!(source.poll_event(), Some(SourceEvent::Settled { what: Settled::Times, refused: None }));
+        assert_eq!(source.handle_input(b"\0"), Ok(1), "a's C");
+        assert_eq!(source.poll_event(), None, "settled silently");
+        assert_eq!(source.handle_input(b"\x01scp: a: No space left on device\n"), Ok(33));
+        assert!(matches!(
+            source.poll_event(),
+            Some(SourceEvent::Settled { what: Settled::FileStatus, refused: Some(_) })
+        ));
+        assert_eq!(source.handle_input(b"\0"), Ok(1), "b's C");
+        assert_eq!(source.handle_input(b"\0"), Ok(1), "b's status");
+        assert_eq!(
+            source.poll_event(),
+            Some(SourceEvent::Settled { what: Settled::FileStatus, refused: None })
+        );
+        assert!(!source.wants_input());
+        assert_eq!(source.error_count(), 1);
+    }
+
+    #[test]
+    fn a_refused_file_sent_ahead_ends_the_session() {
+        let mut source = pipelined_ready();
+        source.send_file_ahead(&header(0o644, 3, "a"), b"abc").expect("ahead");
+        source.send_file_ahead(&header(0o644, 3, "b"), b"xyz").expect("ahead");
+        let err = source.handle_input(b"\x01scp: /t/a: Permission denied\n").expect_err("fatal");
+        assert_eq!(err, SourceError::RefusedAhead(b"scp: /t/a: Permission denied".to_vec()));
+        assert!(err.to_string().starts_with("scp: /t/a: Permission denied; its data had been sent ahead"));
+        assert_eq!(source.error_count(), 1);
+        assert!(!source.wants_input());
+        assert!(source.send(&times()).is_err());
+    }
+
+    #[test]
+    fn only_an_idle_pipelined_source_sends_ahead() {
+        let mut lockstep = ready();
+        assert!(lockstep.send_file_ahead(&header(0o644, 1, "a"), b"a").is_err(), "lockstep");
+        let mut source = pipelined_ready();
+        assert!(source.send_file_ahead(&header(0o644, 2, "a"), b"a").is_err(), "size mismatch");
+        assert!(source.send_file_ahead(&header(0o644, 2, "a"), b"C\n").is_err(), "acted on");
+        source.send(&Message::File(header(0o644, 1, "g"))).expect("in order");
+        assert!(source.send_file_ahead(&header(0o644, 1, "a"), b"a").is_err(), "a gate is due");
+        let mut wire = Vec::new();
+        source.poll_transmit(&mut wire);
+        assert_eq!(wire, b"C0644 1 g\n", "nothing of the refused calls went out");
     }
 }

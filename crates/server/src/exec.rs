@@ -105,6 +105,7 @@ where
                         preserve: flags.preserve,
                         limit_kbits: None,
                         pipelined: true,
+                        ahead: false,
                     };
                     source::send_in(&mut conn, &session.root, &operands, options, &mut log).await
                 }

@@ -197,7 +197,7 @@ impl From<russh::Error> for SshError {
 
 /// Our receive window per channel: large, so a fast sender is never stalled by
 /// our acknowledgements (OpenSSH's 2 MiB caps throughput on long round trips).
-const WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+const WINDOW_SIZE: u32 = 64 * 1024 * 1024;
 /// The largest packet we accept. 32 KiB is what every server sends anyway.
 const MAX_PACKET: u32 = 32 * 1024;
 

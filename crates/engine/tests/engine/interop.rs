@@ -10,8 +10,9 @@ use std::process::Stdio;
 use rscp_engine::fs::process_umask;
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
-use rscp_engine::{Conn, Summary};
+use rscp_engine::{Conn, EngineError, Summary};
 use rscp_proto::filter::NameFilter;
+use rscp_proto::source::SourceError;
 use tokio::process::Command;
 
 use crate::common::*;
@@ -168,11 +169,12 @@ fn assert_same_tree(expected: &BTreeMap<PathBuf, Node>, got: &Path, modes: Modes
     }
 }
 
-fn source_options(preserve: bool, pipelined: bool) -> SourceOptions {
-    SourceOptions { recursive: true, preserve, limit_kbits: None, pipelined }
+fn source_options(preserve: bool, pipelined: bool, ahead: bool) -> SourceOptions {
+    SourceOptions { recursive: true, preserve, limit_kbits: None, pipelined, ahead }
 }
 
-/// Our `send` into OpenSSH's `scp -t [-p] -r`, in lockstep and pipelined.
+/// Our `send` into OpenSSH's `scp -t [-p] -r`, in lockstep, pipelined, and with
+/// small files sent ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_tree_into_openssh_scp_t() {
     let Some(scp) = scp() else { return };
@@ -183,13 +185,15 @@ async fn upload_tree_into_openssh_scp_t() {
     for rel in expected.keys() {
         set_times(&top.join(rel), MTIME, ATIME);
     }
-    for (preserve, pipelined) in [(true, false), (false, false), (true, true), (false, true)] {
+    let modes = [(false, false), (true, false), (true, true)];
+    for (preserve, (pipelined, ahead)) in modes.into_iter().flat_map(|m| [(true, m), (false, m)]) {
         let dst = tempfile::tempdir().expect("tempdir");
         let flags: &[&str] = if preserve { &["-r", "-p", "-t"] } else { &["-r", "-t"] };
         let operands = [top.clone()];
         let summary = with_scp(&scp, &args(flags, dst.path()), |mut conn| async move {
             let mut obs = Recorder::default();
-            let r = source::send(&mut conn, &operands, source_options(preserve, pipelined), &mut obs).await;
+            let r = source::send(&mut conn, &operands, source_options(preserve, pipelined, ahead), &mut obs)
+                .await;
             drop(conn); // EOF: scp -t ends at a record boundary and exits 0
             r.unwrap_or_else(|e| panic!("send: {e} ({obs:?})"))
         })
@@ -266,7 +270,13 @@ async fn single_files_both_ways() {
         let r = source::send(
             &mut conn,
             &ops,
-            SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false },
+            SourceOptions {
+                recursive: false,
+                preserve: true,
+                limit_kbits: None,
+                pipelined: false,
+                ahead: false,
+            },
             &mut obs,
         )
         .await;
@@ -400,7 +410,7 @@ async fn pipelined_upload_refusals_against_openssh_scp_t() {
     let operands = [top.clone()];
     let (mut child, mut conn) = spawn_scp(&scp, &args(&["-r", "-t"], dst.path()));
     let mut obs = Recorder::default();
-    let r = within(source::send(&mut conn, &operands, source_options(false, true), &mut obs)).await;
+    let r = within(source::send(&mut conn, &operands, source_options(false, true, false), &mut obs)).await;
     drop(conn);
     assert_eq!(r.expect("goes on").errors, 2, "{obs:?}");
     assert_eq!(obs.remote.len(), 2, "both refusals shown: {obs:?}");
@@ -408,6 +418,53 @@ async fn pipelined_upload_refusals_against_openssh_scp_t() {
     assert_eq!(status.code(), Some(1), "scp -t counts its refusals");
     arrived_despite_occupied(&expected, &target);
     assert!(!target.join("one/one").exists(), "nothing went into the wrong place");
+}
+
+/// Files sent ahead into OpenSSH's `scp -t`. One it refuses (a directory in its
+/// place) ends the session, as `scp -t` reads its payload as a record: the source
+/// stops with the refusal, `scp -t` stops at the payload, the files queued after
+/// it do not arrive, and nothing is made of the payload. A file whose payload
+/// looks like records is never sent ahead: its refusal is an ordinary one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_file_sent_ahead_stops_the_copy_against_openssh_scp_t() {
+    let Some(scp) = scp() else { return };
+    let src = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, data: &[u8]| {
+        write_file(&src.path().join(name), data, 0o644);
+        src.path().join(name)
+    };
+    let operands = [
+        file("first", b"first\n"),
+        file("records", b"C0644 5 evil\nhello"),
+        file("plain", b"just text\n"),
+        file("after", b"after\n"),
+    ];
+    let dst = tempfile::tempdir().expect("tempdir");
+    make_dir(&dst.path().join("records"), 0o755);
+    make_dir(&dst.path().join("plain"), 0o755);
+    let (mut child, mut conn) = spawn_scp(&scp, &args(&["-t"], dst.path()));
+    let mut obs = Recorder::default();
+    let options =
+        SourceOptions { recursive: false, preserve: false, limit_kbits: None, pipelined: true, ahead: true };
+    let r = within(source::send(&mut conn, &operands, options, &mut obs)).await;
+    drop(conn);
+    let refusal = format!("scp: {}: Is a directory", dst.path().join("plain").display()).into_bytes();
+    match r {
+        Err(EngineError::Source(SourceError::RefusedAhead(text))) => assert_eq!(text, refusal),
+        other => panic!("expected the refusal of a file sent ahead, got {other:?} ({obs:?})"),
+    }
+    let records_refused =
+        format!("scp: {}: Is a directory", dst.path().join("records").display()).into_bytes();
+    assert_eq!(obs.remote, [records_refused], "the record-like file went in lockstep, refused harmlessly");
+    let status = within(child.wait()).await.expect("exit");
+    // Exit 1 at the payload, or SIGPIPE if its last words met the closed pipe.
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(std::fs::read(dst.path().join("first")).expect("first arrived"), b"first\n");
+    let mut names: Vec<_> =
+        std::fs::read_dir(dst.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["first", "plain", "records"], "nothing else was made");
+    assert!(temp_files(dst.path()).is_empty());
 }
 
 /// With reply credit our sink cannot refuse a file or a directory to OpenSSH's

@@ -10,9 +10,9 @@ use rscp_proto::source::SourceError;
 use crate::common::*;
 
 const PLAIN: SourceOptions =
-    SourceOptions { recursive: false, preserve: false, limit_kbits: None, pipelined: false };
+    SourceOptions { recursive: false, preserve: false, limit_kbits: None, pipelined: false, ahead: false };
 const RECURSIVE: SourceOptions =
-    SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false };
+    SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false, ahead: false };
 
 /// Runs `send` while `script` plays the sink; returns the result and observer.
 async fn send_with<F, Fut>(

@@ -120,7 +120,13 @@ async fn vectors_1_2_send_one_file_with_times() {
     let operands = [dir.path().join("a.txt")];
     let engine = async move {
         let mut conn = conn;
-        let options = SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false };
+        let options = SourceOptions {
+            recursive: false,
+            preserve: true,
+            limit_kbits: None,
+            pipelined: false,
+            ahead: false,
+        };
         let r = source::send(&mut conn, &operands, options, &mut Silent).await;
         drop(conn);
         r
@@ -145,7 +151,7 @@ async fn vectors_1_2_send_one_file_with_times() {
     // And as one stream through a plain acking sink.
     let (r, stream, _) = send_to_acking_sink(
         &[dir.path().join("a.txt")],
-        SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false },
+        SourceOptions { recursive: false, preserve: true, limit_kbits: None, pipelined: false, ahead: false },
     )
     .await;
     assert!(r.expect("clean").ok());
@@ -240,7 +246,7 @@ async fn vectors_3_4_send_tree() {
     let tree = [dir.path().join("tree")];
     let (r, stream, obs) = send_to_acking_sink(
         &tree,
-        SourceOptions { recursive: true, preserve: true, limit_kbits: None, pipelined: false },
+        SourceOptions { recursive: true, preserve: true, limit_kbits: None, pipelined: false, ahead: false },
     )
     .await;
     assert!(r.expect("clean").ok(), "{obs:?}");
@@ -250,7 +256,7 @@ async fn vectors_3_4_send_tree() {
 
     let (r, stream, _) = send_to_acking_sink(
         &tree,
-        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false },
+        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false, ahead: false },
     )
     .await;
     assert!(r.expect("clean").ok());
@@ -260,7 +266,7 @@ async fn vectors_3_4_send_tree() {
     let slashed = [dir.path().join("tree/")];
     let (r, stream, _) = send_to_acking_sink(
         &slashed,
-        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false },
+        SourceOptions { recursive: true, preserve: false, limit_kbits: None, pipelined: false, ahead: false },
     )
     .await;
     assert!(r.expect("clean").ok());
@@ -285,7 +291,13 @@ async fn send_chain_exact_and_one_record_at_a_time() {
         let r = source::send(
             &mut conn,
             &operands,
-            SourceOptions { recursive: true, preserve: true, limit_kbits: None, pipelined: false },
+            SourceOptions {
+                recursive: true,
+                preserve: true,
+                limit_kbits: None,
+                pipelined: false,
+                ahead: false,
+            },
             &mut Silent,
         )
         .await;

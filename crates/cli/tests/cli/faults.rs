@@ -147,6 +147,58 @@ fn one_bad_file_among_a_thousand_downloaded() {
     }
 }
 
+/// The same tree uploaded to OpenSSH's `scp -r -t`, with a directory in the
+/// place of f0500 on the server. Pipelined, f0500 went ahead (its data looks
+/// like no record): `scp -t` refuses it and stops at its data, so rscp stops
+/// too, saying why (exit 1). What arrived is intact, nothing was made of the
+/// data, and nothing after f0500 was written. In lockstep (`RSCP_PIPELINE=0`)
+/// the copy goes on past it: the other 999 arrive, as with OpenSSH's scp.
+#[test]
+fn one_bad_file_among_a_thousand_uploaded() {
+    let Some(peer) = Peer::new() else { return };
+    let content = |i: usize| format!("file {i}\n").repeat(i % 7 + 1);
+    fs::create_dir(peer.path("src")).expect("mkdir");
+    for i in 0..1000 {
+        fs::write(peer.path(&format!("src/f{i:04}")), content(i)).expect("write");
+    }
+    for (up, pipeline) in [("ahead", "1"), ("lockstep", "0")] {
+        fs::create_dir_all(peer.path(&format!("{up}/src/f0500"))).expect("mkdir");
+        let mut cmd = peer.rscp(peer.sshd.port);
+        cmd.env("RSCP_PIPELINE", pipeline).arg("-r").arg(peer.path("src")).arg(peer.remote(up));
+        let out = run_with(&mut cmd, b"", Duration::from_secs(120));
+        let stderr = out.stderr_text();
+        assert_eq!(out.code, Some(1), "{stderr}");
+        assert!(stderr.contains("f0500: Is a directory"), "{stderr:?}");
+        let dest = peer.path(&format!("{up}/src"));
+        let mut arrived = 0;
+        for entry in fs::read_dir(&dest).expect("read_dir") {
+            let name = entry.expect("entry").file_name().into_string().expect("utf-8");
+            let i: usize = name.strip_prefix('f').and_then(|n| n.parse().ok()).expect("one of ours");
+            if i != 500 {
+                let got = fs::read_to_string(dest.join(&name)).expect("a file");
+                assert_eq!(got, content(i), "{name}");
+                arrived += 1;
+            }
+        }
+        assert_eq!(fs::read_dir(dest.join("f0500")).expect("still a directory").count(), 0);
+        if pipeline == "1" {
+            assert!(stderr.contains("its data had been sent ahead, so the copy stops here"), "{stderr:?}");
+            // rscp walks the directory in readdir order, as this does.
+            let order: Vec<_> = fs::read_dir(peer.path("src"))
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            let before = order.iter().position(|n| n == "f0500").expect("f0500");
+            assert_eq!(arrived, before, "the files before f0500 arrived, none after");
+        } else {
+            assert_eq!(arrived, 999, "{stderr}");
+        }
+        eprintln!(
+            "figures: 1000 files to OpenSSH's scp -t, one refused, RSCP_PIPELINE={pipeline}: {arrived} arrived"
+        );
+    }
+}
+
 /// A proxy cuts the connection to sshd after 8 MiB of a 16 MiB upload: rscp must
 /// fail with "lost connection". (OpenSSH's `scp -t` writes in place, so what the
 /// server keeps is its business.) Today rscp hangs for ever whenever the cut finds

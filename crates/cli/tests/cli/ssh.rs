@@ -296,6 +296,10 @@ fn key_auth_ed25519_ecdsa_rsa_round_trip() {
         // sshd accepted this very key.
         setup.assert_logged(&format!("ssh2: {logged} {}", fingerprint(key)));
     }
+    // A key goes first, without the "none" request ssh starts with (its
+    // refusal would only list the methods): a round trip fewer per connection.
+    let log = setup.sshd.log();
+    assert!(log.contains("method publickey") && !log.contains("method none"), "{log}");
     // A key the server does not know is refused, as ssh words it.
     let stranger = keygen(keys.path(), "stranger", KeyType::Ed25519, "");
     let file = small_file(&setup, "f.txt", b"data\n");

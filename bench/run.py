@@ -674,7 +674,12 @@ def main():
     ap.add_argument("--note", default="", help="a line of text to put at the top of docs/benchmarks.md")
     ap.add_argument("--no-docs", action="store_true", help="print the table only; do not write docs/")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--tools", default="",
+                    help="comma-separated subset for a quick look (rscp,scp-O,scp-sftp,rsync,pscp); "
+                         "rscp and scp-O always run, the ratios need them")
     args = ap.parse_args()
+    if args.tools:
+        args.no_docs = True  # docs/benchmarks.md always compares every tool
     if args.runs is None:
         args.runs = 3 if args.quick else 5
     if args.timeout is None:
@@ -713,6 +718,9 @@ def main():
         env.write_client_config()
         env.make_data()
         tools, skipped = make_tools(env, rscp)
+        if args.tools:
+            wanted = {"rscp", "scp-O", *(t.strip() for t in args.tools.split(","))}
+            tools = [t for t in tools if t.key in wanted]
         notes += skipped
         notes += [f"{t.label}: {t.note}" for t in tools if t.note]
         for case in make_cases(env):

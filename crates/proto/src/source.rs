@@ -304,13 +304,29 @@ impl Source {
     /// line of it starts with a byte a sink acts on. The byte after it, the
     /// `\0` status, starts no record either.
     pub fn can_send_ahead(payload: &[u8]) -> bool {
-        let acts_on = |b: u8| matches!(b, b'C' | b'D' | b'E' | b'T' | 1 | 2);
-        let mut line_start = true;
-        payload.iter().all(|&b| {
-            let ok = !(line_start && acts_on(b));
-            line_start = b == b'\n';
-            ok
-        })
+        let acts_on = |b: Option<&u8>| matches!(b, Some(b'C' | b'D' | b'E' | b'T' | 1 | 2));
+        if acts_on(payload.first()) {
+            return false;
+        }
+        // Eight bytes at a time: only words holding a line feed are looked into
+        // (this runs over every small file an upload sends).
+        const ONES: u64 = u64::from_ne_bytes([1; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        const FEEDS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+        let mut words = payload.chunks_exact(8);
+        let mut at = 0;
+        for word in &mut words {
+            let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8])) ^ FEEDS;
+            if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+                for i in at..at + 8 {
+                    if payload[i] == b'\n' && acts_on(payload.get(i + 1)) {
+                        return false;
+                    }
+                }
+            }
+            at += 8;
+        }
+        (at..payload.len()).all(|i| payload[i] != b'\n' || !acts_on(payload.get(i + 1)))
     }
 
     /// Pipelined only: queues a `C`, its whole payload and the `\0` status at
@@ -656,6 +672,25 @@ mod tests {
             b"x\nCx",
         ] {
             assert!(!Source::can_send_ahead(acted_on), "{acted_on:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time check says what the plain per-byte rule says.
+        #[test]
+        fn ahead_check_matches_the_plain_rule(
+            payload in proptest::collection::vec(
+                proptest::sample::select(vec![b'\n', b'C', b'D', b'E', b'T', 1, 2, b'x', 0]),
+                0..80,
+            )
+        ) {
+            let mut line_start = true;
+            let plain = payload.iter().all(|&b| {
+                let ok = !(line_start && matches!(b, b'C' | b'D' | b'E' | b'T' | 1 | 2));
+                line_start = b == b'\n';
+                ok
+            });
+            proptest::prop_assert_eq!(Source::can_send_ahead(&payload), plain);
         }
     }
 

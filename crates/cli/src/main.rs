@@ -21,6 +21,7 @@ use flags::FlagError;
 use rscp_proto::operand;
 
 fn main() {
+    rscp_engine::heap::keep_freed_memory();
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| OsString::from("rscp"));
     let progname = Path::new(&argv0)

@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod error;
 pub mod fs;
+pub mod heap;
 pub mod limit;
 pub mod observer;
 pub mod root;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use options::{Command, ServerOptions};
 
 fn main() -> ExitCode {
+    rscp_engine::heap::keep_freed_memory();
     let command = match options::parse(std::env::args_os().skip(1)) {
         Ok(command) => command,
         Err(e) => {

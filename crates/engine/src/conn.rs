@@ -26,6 +26,8 @@ pub struct Conn<R, W> {
     pub(crate) outgoing: Vec<u8>,
     /// A write of `outgoing` that failed while reading (see [`Conn::fill`]).
     write_error: Option<io::Error>,
+    /// A read error met after bytes were read in the same `fill`: returned by the next.
+    read_error: Option<io::Error>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
@@ -39,6 +41,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             eof: false,
             outgoing: Vec::with_capacity(4096),
             write_error: None,
+            read_error: None,
         }
     }
 
@@ -82,12 +85,44 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             self.end -= self.start;
             self.start = 0;
         }
+        if let Some(e) = self.read_error.take() {
+            return Err(e);
+        }
         let n = self.read_while_sending().await?;
         if n == 0 {
             self.eof = true;
+            return Ok(0);
         }
         self.end += n;
-        Ok(n)
+        Ok(n + self.take_what_is_ready())
+    }
+
+    /// After a read, takes whatever else the reader has ready now, without
+    /// waiting: a transport hands over one packet (32 KiB) per read, and a burst
+    /// taken whole becomes one file write instead of one per packet.
+    fn take_what_is_ready(&mut self) -> usize {
+        let mut taken = 0;
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        while !self.eof && self.end < self.buf.len() {
+            let mut space = tokio::io::ReadBuf::new(&mut self.buf[self.end..]);
+            match std::pin::Pin::new(&mut self.reader).poll_read(&mut cx, &mut space) {
+                std::task::Poll::Ready(Ok(())) => {
+                    let n = space.filled().len();
+                    if n == 0 {
+                        self.eof = true;
+                    }
+                    self.end += n;
+                    taken += n;
+                }
+                std::task::Poll::Ready(Err(e)) => {
+                    self.read_error = Some(e);
+                    break;
+                }
+                std::task::Poll::Pending => break,
+            }
+        }
+        taken
     }
 
     async fn read_while_sending(&mut self) -> io::Result<usize> {
@@ -160,7 +195,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.eof || self.end == self.buf.len() {
+        if self.eof || self.read_error.is_some() || self.end == self.buf.len() {
             self.send_outgoing().await?;
             return Ok(true);
         }
@@ -228,5 +263,98 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.writer.flush().await?;
         self.writer.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// What a scripted reader does on each poll.
+    enum Step {
+        Data(Vec<u8>),
+        /// Nothing ready yet (wakes itself, so an awaiting reader polls again).
+        Pending,
+        Fail,
+    }
+
+    /// Plays its steps in order, then reports end of stream.
+    struct Scripted(VecDeque<Step>);
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop_front() {
+                None => Poll::Ready(Ok(())),
+                Some(Step::Data(mut data)) => {
+                    let n = data.len().min(out.remaining());
+                    out.put_slice(&data[..n]);
+                    if n < data.len() {
+                        self.0.push_front(Step::Data(data.split_off(n)));
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                Some(Step::Pending) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Some(Step::Fail) => Poll::Ready(Err(io::Error::other("link down"))),
+            }
+        }
+    }
+
+    fn conn(steps: Vec<Step>) -> Conn<Scripted, tokio::io::Sink> {
+        Conn::new(Scripted(steps.into()), tokio::io::sink())
+    }
+
+    #[tokio::test]
+    async fn a_burst_already_there_is_taken_in_one_fill() {
+        let mut conn = conn(vec![
+            Step::Data(b"one ".to_vec()),
+            Step::Data(b"two ".to_vec()),
+            Step::Data(b"three".to_vec()),
+            Step::Pending,
+            Step::Data(b" four".to_vec()),
+        ]);
+        assert_eq!(conn.fill().await.expect("fill"), 13);
+        assert_eq!(conn.buffered(), b"one two three");
+        assert_eq!(conn.fill().await.expect("fill"), 5);
+        assert_eq!(conn.buffered(), b"one two three four");
+        assert_eq!(conn.fill().await.expect("fill"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_stops_at_the_end_of_the_buffer() {
+        let mut conn = conn(vec![Step::Data(vec![7; BUFFER_SIZE - 10]), Step::Data(vec![8; 100])]);
+        assert_eq!(conn.fill().await.expect("fill"), BUFFER_SIZE);
+        conn.consume(BUFFER_SIZE);
+        assert_eq!(conn.fill().await.expect("fill"), 90);
+        assert_eq!(conn.buffered(), &[8; 90][..]);
+    }
+
+    #[tokio::test]
+    async fn an_error_after_data_comes_with_the_next_fill() {
+        let mut conn =
+            conn(vec![Step::Data(b"last words".to_vec()), Step::Fail, Step::Data(b"never".to_vec())]);
+        assert_eq!(conn.fill().await.expect("fill"), 10);
+        assert_eq!(conn.buffered(), b"last words");
+        assert_eq!(conn.fill().await.expect_err("the kept error").to_string(), "link down");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_stream_after_data_comes_with_the_next_fill() {
+        let mut conn = conn(vec![Step::Data(b"tail".to_vec())]);
+        assert_eq!(conn.fill().await.expect("fill"), 4);
+        assert_eq!(conn.fill().await.expect("fill"), 0);
+        assert_eq!(conn.buffered(), b"tail");
     }
 }

@@ -90,6 +90,20 @@ add("source_machine", "fatal_mid", b"\x00\0\0\0\x02scp: gone\n")
 add("source_machine", "garbage_mid", b"\x00\0\0\0Xhello\n")
 add("source_machine", "eof_mid", b"\x01\0\0\0\0")
 add("source_machine", "long_reply", b"\x00\0\x01" + b"w" * 3000)
+# Pipelined: [decisions, chunk, replies]; decisions 0 sends every file ahead.
+add("source_pipelined", "all_ahead", b"\x00\x00" + REPLIES)
+add("source_pipelined", "all_ahead_byte_at_a_time", b"\x00\x01" + REPLIES)
+add("source_pipelined", "record_like_data_waits", b"\x55\x03" + REPLIES)
+add("source_pipelined", "lockstep_read_errors", b"\xff\x02" + REPLIES)
+add("source_pipelined", "ahead_refused", b"\x00\x00\0\0\0\0\x01scp: f1: Permission denied\n" + REPLIES)
+add("source_pipelined", "ahead_status_refused", b"\x00\x05\0\0\0\0\0\x01scp: f1: No space left on device\n" + REPLIES)
+add("source_pipelined", "dir_refused", b"\x00\x07\0\0\x01scp: tree: Permission denied\n" + REPLIES)
+add("source_pipelined", "times_refused", b"\x00\x00\0\x01scp: tree: utimes failed\n" + REPLIES)
+add("source_pipelined", "banner", b"\x00\x00Welcome-to-host\n\0")
+add("source_pipelined", "fatal_mid", b"\x00\x02\0\0\0\0\x02scp: gone\n")
+add("source_pipelined", "garbage_mid", b"\x00\x00\0\0\0Xhello\n")
+add("source_pipelined", "eof_mid", b"\x00\x01\0\0\0\0\0\0")
+add("source_pipelined", "long_reply", b"\x00\x40\0\x01" + b"w" * 3000)
 
 COMMANDS = [
     "scp -t .", "scp -p -t dest.txt", "scp -r -p -t .", "scp -d -t tree/f1", "scp -t -- -dash.txt",

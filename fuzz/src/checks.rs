@@ -18,7 +18,7 @@ use rscp_proto::message::{FileHeader, Message, Mode, Times};
 use rscp_proto::name::FileName;
 use rscp_proto::operand::{self, Operand, OperandError, RemotePath};
 use rscp_proto::sink::{Sink, SinkConfig, SinkError, SinkEvent};
-use rscp_proto::source::{Source, SourceError, SourceEvent};
+use rscp_proto::source::{Settled, Source, SourceError, SourceEvent};
 use rscp_proto::wire::{self, Incoming, Reply};
 
 /// One fuzz target's check: panics when an invariant is broken.
@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("wire_decode", wire_decode),
     ("sink_machine", sink_machine),
     ("source_machine", source_machine),
+    ("source_pipelined", source_pipelined),
     ("command_parse", command_parse),
     ("name_filter", name_filter),
     ("quote_path", quote_path),
@@ -231,7 +232,14 @@ pub fn sink_machine(data: &[u8]) {
                             matches!(sink.poll_event(), Some(SinkEvent::SkipPayload { size }) if size == header.size),
                             "a refused file's payload is dropped"
                         );
-                        skip_payload(&mut sink, header.size, peer, &mut pos, &mut short_payload, &mut skipping_status);
+                        skip_payload(
+                            &mut sink,
+                            header.size,
+                            peer,
+                            &mut pos,
+                            &mut short_payload,
+                            &mut skipping_status,
+                        );
                     }
                     if !refuse {
                         files_opened += 1;
@@ -514,6 +522,255 @@ pub fn source_machine(data: &[u8]) {
     }
     assert_eq!(depth, 0, "the script closes every directory it opened");
     assert!(!source.wants_input());
+    assert_eq!(source.handle_eof(), Ok(()));
+}
+
+// ---------------------------------------------------------------------------
+// source_pipelined
+
+/// An answer the pipelined source was not waiting for when its record left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unwaited {
+    /// The `C` of a file sent ahead: accepted silently, refused fatally.
+    AheadFile,
+    Settles(Settled),
+}
+
+/// The replies a pipelined [`Source`] reads, delivered `chunk` bytes at a time
+/// as a connection would (0: all at once).
+struct Replies<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    delivered: usize,
+    chunk: usize,
+}
+
+impl Replies<'_> {
+    /// One `handle_input` call over what has arrived; more arrives when it
+    /// takes nothing. `false` when the session ended (peer error or end of stream).
+    fn feed(&mut self, source: &mut Source) -> bool {
+        loop {
+            let upto = self.delivered.clamp(self.pos, self.bytes.len());
+            let rest = &self.bytes[self.pos..upto];
+            match source.handle_input(rest) {
+                Ok(0) if upto == self.bytes.len() => {
+                    assert!(source.wants_input(), "fed while nothing was due");
+                    assert_eq!(source.handle_eof(), Err(SourceError::LostConnection));
+                    assert!(!source.wants_input(), "a failed source wants nothing more");
+                    return false;
+                }
+                Ok(0) => self.delivered = upto + if self.chunk == 0 { self.bytes.len() } else { self.chunk },
+                Ok(used) => {
+                    assert!(used <= rest.len());
+                    self.pos += used;
+                    return true;
+                }
+                Err(SourceError::OutOfOrder(what)) => panic!("peer bytes caused OutOfOrder: {what}"),
+                Err(_) => {
+                    assert!(!source.wants_input(), "a failed source wants nothing more");
+                    assert_eq!(source.handle_input(b"\0"), Ok(0), "a failed source reads nothing more");
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Takes the source's events: settlements must come in the order the records
+/// left, each counted once if refused. Returns the gate answer if one came.
+fn take_events(
+    source: &mut Source,
+    unwaited: &mut std::collections::VecDeque<Unwaited>,
+    errors: &mut u32,
+) -> Option<SourceEvent> {
+    while let Some(event) = source.poll_event() {
+        match event {
+            SourceEvent::Settled { what, refused } => {
+                while unwaited.front() == Some(&Unwaited::AheadFile) {
+                    unwaited.pop_front();
+                }
+                assert_eq!(unwaited.pop_front(), Some(Unwaited::Settles(what)), "settled out of order");
+                *errors += u32::from(refused.is_some());
+            }
+            gate => {
+                assert!(
+                    unwaited.iter().all(|u| *u == Unwaited::AheadFile),
+                    "a gate answered before earlier records settled: {unwaited:?}"
+                );
+                unwaited.clear();
+                *errors += u32::from(matches!(gate, SourceEvent::Refused(_)));
+                return Some(gate);
+            }
+        }
+    }
+    None
+}
+
+/// Arbitrary replies to a pipelined [`Source`] sending [`source_script`], as the
+/// engine drives it on uploads: `T` and `E` not waited for, small files sent
+/// ahead (`C`, data and status at once) when their data may go ahead, answers
+/// that settle earlier records taken between sends.
+///
+/// Input: `[decisions, chunk, replies...]`: bit i of `decisions` (cycling)
+/// makes the i-th file's data look like a record (so it may not go ahead), bit
+/// i+1 sends it in lockstep anyway, bit i+2 makes a lockstep payload a read
+/// error; `chunk` is how many reply bytes arrive at a time (0: all).
+pub fn source_pipelined(data: &[u8]) {
+    let (decisions, chunk, replies) = match data {
+        [d, c, rest @ ..] => (*d, usize::from(*c), rest),
+        _ => return,
+    };
+    let mut bits = Bits::new(u32::from(decisions) * 0x0101_0101);
+    let delivered = if chunk == 0 { replies.len() } else { chunk };
+    let mut replies = Replies { bytes: replies, pos: 0, delivered, chunk };
+    let mut source = Source::pipelined();
+    let mut unwaited = std::collections::VecDeque::new();
+    let mut errors = 0u32;
+    let mut depth = 0usize;
+
+    let first = loop {
+        if let Some(event) = take_events(&mut source, &mut unwaited, &mut errors) {
+            break event;
+        }
+        if !replies.feed(&mut source) {
+            return;
+        }
+    };
+    if first != SourceEvent::Ready {
+        assert!(matches!(first, SourceEvent::Refused(_)), "first answer {first:?}");
+        return;
+    }
+    let script = source_script();
+    let mut i = 0;
+    while let Some(message) = script.get(i) {
+        i += 1;
+        // What the engine does between sends: take answers already there.
+        while source.next_answer_settles() && replies.pos < replies.delivered.min(replies.bytes.len()) {
+            if !replies.feed(&mut source) {
+                return;
+            }
+            assert_eq!(
+                take_events(&mut source, &mut unwaited, &mut errors),
+                None,
+                "a gate answer nobody waits for"
+            );
+        }
+        let gate = match message {
+            Message::Times(_) | Message::EndDir => {
+                source.send(message).expect("T and E go out without waiting");
+                expect_sent(&mut source, message);
+                let what = if matches!(message, Message::EndDir) {
+                    depth -= 1;
+                    Settled::EndDir
+                } else {
+                    Settled::Times
+                };
+                unwaited.push_back(Unwaited::Settles(what));
+                continue;
+            }
+            Message::File(header) => {
+                let looks_like_a_record = bits.take();
+                let lockstep = bits.take();
+                let size = usize::try_from(header.size).unwrap_or(0);
+                let mut payload = vec![b'x'; size];
+                if looks_like_a_record && size > 0 {
+                    payload[0] = b'C';
+                }
+                if !lockstep && Source::can_send_ahead(&payload) {
+                    source.send_file_ahead(header, &payload).expect("an idle source sends ahead");
+                    let mut out = Vec::new();
+                    source.poll_transmit(&mut out);
+                    match wire::decode_record(&out) {
+                        Ok(Some((Incoming::Record(m), n))) => {
+                            assert_eq!(m, normalized(message));
+                            assert_eq!(
+                                &out[n..],
+                                [&payload[..], b"\0"].concat(),
+                                "data and status follow the C"
+                            );
+                        }
+                        other => panic!("sent ahead {other:?}"),
+                    }
+                    unwaited.push_back(Unwaited::AheadFile);
+                    unwaited.push_back(Unwaited::Settles(Settled::FileStatus));
+                    continue;
+                }
+                if !lockstep {
+                    assert!(looks_like_a_record && size > 0, "only record-like data waits");
+                    assert!(
+                        source.send_file_ahead(header, &payload).is_err(),
+                        "data that may not go ahead was taken"
+                    );
+                    let mut out = Vec::new();
+                    source.poll_transmit(&mut out);
+                    assert!(out.is_empty(), "a refused send queued {out:?}");
+                }
+                source.send(message).expect("a C after the gates were answered");
+                expect_sent(&mut source, message);
+                Some(payload)
+            }
+            Message::Dir(_) => {
+                source.send(message).expect("a D after the gates were answered");
+                expect_sent(&mut source, message);
+                None
+            }
+            other => panic!("not in the script: {other:?}"),
+        };
+        assert!(source.awaits_gate());
+        let answer = loop {
+            if let Some(event) = take_events(&mut source, &mut unwaited, &mut errors) {
+                break event;
+            }
+            if !replies.feed(&mut source) {
+                return;
+            }
+        };
+        match (gate, answer) {
+            (Some(_), SourceEvent::Accepted) => {
+                let read_error = bits.take();
+                source
+                    .payload_sent(read_error.then_some("read error"))
+                    .expect("payload after an accepted file");
+                errors += u32::from(read_error);
+                let mut status = Vec::new();
+                source.poll_transmit(&mut status);
+                assert_eq!(status.first() == Some(&0), !read_error);
+                unwaited.push_back(Unwaited::Settles(Settled::FileStatus));
+            }
+            (None, SourceEvent::Accepted) => depth += 1,
+            (None, SourceEvent::Refused(_)) => {
+                // Skip the refused directory's subtree, up to its matching E.
+                let mut nested = 1;
+                while nested > 0 {
+                    match script.get(i) {
+                        Some(Message::Dir(_)) => nested += 1,
+                        Some(Message::EndDir) => nested -= 1,
+                        Some(_) => {}
+                        None => break,
+                    }
+                    i += 1;
+                }
+            }
+            (Some(_), SourceEvent::Refused(_)) => {}
+            (_, other) => panic!("gate answer {other:?}"),
+        }
+        assert_eq!(source.depth(), depth, "source depth follows accepted directories");
+        assert_eq!(source.error_count(), errors, "errors counted once each");
+    }
+    // The end of the upload: every answer still due.
+    while source.wants_input() {
+        if !replies.feed(&mut source) {
+            return;
+        }
+        assert_eq!(
+            take_events(&mut source, &mut unwaited, &mut errors),
+            None,
+            "a gate answer nobody waits for"
+        );
+    }
+    assert!(unwaited.is_empty(), "answers never settled: {unwaited:?}");
+    assert_eq!(depth, 0, "the script closes every directory it opened");
+    assert_eq!(source.error_count(), errors, "errors counted once each");
     assert_eq!(source.handle_eof(), Ok(()));
 }
 

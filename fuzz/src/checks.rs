@@ -141,12 +141,8 @@ pub fn wire_decode(data: &[u8]) {
 /// Length of the sink_machine header: config, two decision bytes, chunk size.
 pub const SINK_HEADER: usize = 4;
 
-/// Takes what the sink queued, checks it is only `\0` / `\1...\n` replies, and counts them.
-fn take_replies(sink: &mut Sink) -> usize {
-    take_replies_of(sink, false)
-}
-
-/// [`take_replies`]; `only_ok`: every reply must be `\0` (a sink with reply credit).
+/// Takes what the sink queued, checks it is only `\0` / `\1...\n` replies, and counts
+/// them; `only_ok`: every reply must be `\0` (a sink with reply credit).
 fn take_replies_of(sink: &mut Sink, only_ok: bool) -> usize {
     let mut out = Vec::new();
     sink.poll_transmit(&mut out);

@@ -12,6 +12,10 @@ use crate::limit::{LIMITED_CHUNK, Limiter};
 
 /// Size of the receive buffer, and of payload chunks.
 pub const BUFFER_SIZE: usize = 256 * 1024;
+/// A read at least this large is payload in bulk, and more may be ready at
+/// once; after a smaller one (a record, an answer) trying again would only cost
+/// a failed read on a socket or pipe.
+const BURST_READ: usize = 8 * 1024;
 
 /// A buffered connection to the peer.
 #[derive(Debug)]
@@ -94,10 +98,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             return Ok(0);
         }
         self.end += n;
+        if n < BURST_READ {
+            return Ok(n);
+        }
         Ok(n + self.take_what_is_ready())
     }
 
-    /// After a read, takes whatever else the reader has ready now, without
+    /// After a large read, takes whatever else the reader has ready now, without
     /// waiting: a transport hands over one packet (32 KiB) per read, and a burst
     /// taken whole becomes one file write instead of one per packet.
     fn take_what_is_ready(&mut self) -> usize {
@@ -318,18 +325,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_already_there_is_taken_in_one_fill() {
-        let mut conn = conn(vec![
-            Step::Data(b"one ".to_vec()),
-            Step::Data(b"two ".to_vec()),
-            Step::Data(b"three".to_vec()),
-            Step::Pending,
-            Step::Data(b" four".to_vec()),
-        ]);
-        assert_eq!(conn.fill().await.expect("fill"), 13);
-        assert_eq!(conn.buffered(), b"one two three");
-        assert_eq!(conn.fill().await.expect("fill"), 5);
-        assert_eq!(conn.buffered(), b"one two three four");
+        let packet = |byte| Step::Data(vec![byte; BURST_READ]);
+        let mut conn = conn(vec![packet(1), packet(2), packet(3), Step::Pending, packet(4)]);
+        assert_eq!(conn.fill().await.expect("fill"), 3 * BURST_READ);
+        assert_eq!(conn.buffered(), [vec![1; BURST_READ], vec![2; BURST_READ], vec![3; BURST_READ]].concat());
+        assert_eq!(conn.fill().await.expect("fill"), BURST_READ);
+        assert_eq!(conn.buffered().len(), 4 * BURST_READ);
         assert_eq!(conn.fill().await.expect("fill"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_record_is_not_followed_by_another_read() {
+        let mut conn = conn(vec![Step::Data(b"C0644 5 a\n".to_vec()), Step::Data(b"hello".to_vec())]);
+        assert_eq!(conn.fill().await.expect("fill"), 10, "a short read is taken alone");
+        assert_eq!(conn.fill().await.expect("fill"), 5);
+        assert_eq!(conn.buffered(), b"C0644 5 a\nhello");
     }
 
     #[tokio::test]
@@ -343,18 +353,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_after_data_comes_with_the_next_fill() {
-        let mut conn =
-            conn(vec![Step::Data(b"last words".to_vec()), Step::Fail, Step::Data(b"never".to_vec())]);
-        assert_eq!(conn.fill().await.expect("fill"), 10);
-        assert_eq!(conn.buffered(), b"last words");
+        let mut conn = conn(vec![Step::Data(vec![9; BURST_READ]), Step::Fail, Step::Data(b"never".to_vec())]);
+        assert_eq!(conn.fill().await.expect("fill"), BURST_READ);
+        assert_eq!(conn.buffered(), &[9; BURST_READ][..]);
         assert_eq!(conn.fill().await.expect_err("the kept error").to_string(), "link down");
     }
 
     #[tokio::test]
     async fn the_end_of_stream_after_data_comes_with_the_next_fill() {
-        let mut conn = conn(vec![Step::Data(b"tail".to_vec())]);
-        assert_eq!(conn.fill().await.expect("fill"), 4);
+        let mut conn = conn(vec![Step::Data(vec![5; BURST_READ])]);
+        assert_eq!(conn.fill().await.expect("fill"), BURST_READ);
+        assert!(conn.eof, "the end was seen with the data");
         assert_eq!(conn.fill().await.expect("fill"), 0);
-        assert_eq!(conn.buffered(), b"tail");
+        assert_eq!(conn.buffered(), &[5; BURST_READ][..]);
     }
 }

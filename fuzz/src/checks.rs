@@ -390,6 +390,22 @@ fn source_script() -> Vec<Message> {
     ]
 }
 
+/// Where the script goes on after a refused directory whose contents start at
+/// `i`: past its subtree, up to and including the matching `E`.
+fn after_subtree(script: &[Message], mut i: usize) -> usize {
+    let mut nested = 1;
+    while nested > 0 {
+        match script.get(i) {
+            Some(Message::Dir(_)) => nested += 1,
+            Some(Message::EndDir) => nested -= 1,
+            Some(_) => {}
+            None => break,
+        }
+        i += 1;
+    }
+    i
+}
+
 /// Feeds replies until the source has an answer; `None` when the session ended
 /// (error or eof), after checking it ended the way it must.
 fn await_answer(source: &mut Source, replies: &[u8], pos: &mut usize) -> Option<SourceEvent> {
@@ -475,17 +491,7 @@ pub fn source_machine(data: &[u8]) {
             (Message::Dir(_), SourceEvent::Accepted) => depth += 1,
             (Message::Dir(_), SourceEvent::Refused(_)) => {
                 errors += 1;
-                // Skip the refused directory's subtree, up to its matching E.
-                let mut nested = 1;
-                while nested > 0 {
-                    match script.get(i) {
-                        Some(Message::Dir(_)) => nested += 1,
-                        Some(Message::EndDir) => nested -= 1,
-                        Some(_) => {}
-                        None => break,
-                    }
-                    i += 1;
-                }
+                i = after_subtree(&script, i);
             }
             (Message::File(_), SourceEvent::Accepted) => {
                 let read_error = bits.take();
@@ -735,17 +741,7 @@ pub fn source_pipelined(data: &[u8]) {
             }
             (None, SourceEvent::Accepted) => depth += 1,
             (None, SourceEvent::Refused(_)) => {
-                // Skip the refused directory's subtree, up to its matching E.
-                let mut nested = 1;
-                while nested > 0 {
-                    match script.get(i) {
-                        Some(Message::Dir(_)) => nested += 1,
-                        Some(Message::EndDir) => nested -= 1,
-                        Some(_) => {}
-                        None => break,
-                    }
-                    i += 1;
-                }
+                i = after_subtree(&script, i);
             }
             (Some(_), SourceEvent::Refused(_)) => {}
             (_, other) => panic!("gate answer {other:?}"),

@@ -576,6 +576,38 @@ impl Replies<'_> {
             }
         }
     }
+
+    /// Feeds until the answer that decides what is sent next (settling earlier
+    /// records on the way); `None` when the session ended.
+    fn await_gate(
+        &mut self,
+        source: &mut Source,
+        unwaited: &mut std::collections::VecDeque<Unwaited>,
+        errors: &mut u32,
+    ) -> Option<SourceEvent> {
+        loop {
+            if let Some(event) = take_events(source, unwaited, errors) {
+                return Some(event);
+            }
+            if !self.feed(source) {
+                return None;
+            }
+        }
+    }
+
+    /// Feeds one answer that settles an earlier record; `false` when the session ended.
+    fn settle_one(
+        &mut self,
+        source: &mut Source,
+        unwaited: &mut std::collections::VecDeque<Unwaited>,
+        errors: &mut u32,
+    ) -> bool {
+        if !self.feed(source) {
+            return false;
+        }
+        assert_eq!(take_events(source, unwaited, errors), None, "a gate answer nobody waits for");
+        true
+    }
 }
 
 /// Takes the source's events: settlements must come in the order the records
@@ -630,13 +662,8 @@ pub fn source_pipelined(data: &[u8]) {
     let mut errors = 0u32;
     let mut depth = 0usize;
 
-    let first = loop {
-        if let Some(event) = take_events(&mut source, &mut unwaited, &mut errors) {
-            break event;
-        }
-        if !replies.feed(&mut source) {
-            return;
-        }
+    let Some(first) = replies.await_gate(&mut source, &mut unwaited, &mut errors) else {
+        return;
     };
     if first != SourceEvent::Ready {
         assert!(matches!(first, SourceEvent::Refused(_)), "first answer {first:?}");
@@ -648,14 +675,9 @@ pub fn source_pipelined(data: &[u8]) {
         i += 1;
         // What the engine does between sends: take answers already there.
         while source.next_answer_settles() && replies.pos < replies.delivered.min(replies.bytes.len()) {
-            if !replies.feed(&mut source) {
+            if !replies.settle_one(&mut source, &mut unwaited, &mut errors) {
                 return;
             }
-            assert_eq!(
-                take_events(&mut source, &mut unwaited, &mut errors),
-                None,
-                "a gate answer nobody waits for"
-            );
         }
         let gate = match message {
             Message::Times(_) | Message::EndDir => {
@@ -719,13 +741,8 @@ pub fn source_pipelined(data: &[u8]) {
             other => panic!("not in the script: {other:?}"),
         };
         assert!(source.awaits_gate());
-        let answer = loop {
-            if let Some(event) = take_events(&mut source, &mut unwaited, &mut errors) {
-                break event;
-            }
-            if !replies.feed(&mut source) {
-                return;
-            }
+        let Some(answer) = replies.await_gate(&mut source, &mut unwaited, &mut errors) else {
+            return;
         };
         match (gate, answer) {
             (Some(_), SourceEvent::Accepted) => {
@@ -751,14 +768,9 @@ pub fn source_pipelined(data: &[u8]) {
     }
     // The end of the upload: every answer still due.
     while source.wants_input() {
-        if !replies.feed(&mut source) {
+        if !replies.settle_one(&mut source, &mut unwaited, &mut errors) {
             return;
         }
-        assert_eq!(
-            take_events(&mut source, &mut unwaited, &mut errors),
-            None,
-            "a gate answer nobody waits for"
-        );
     }
     assert!(unwaited.is_empty(), "answers never settled: {unwaited:?}");
     assert_eq!(depth, 0, "the script closes every directory it opened");

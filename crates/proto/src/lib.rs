@@ -3,7 +3,8 @@
 //! This crate owns the wire format ([`wire`]), the values it carries ([`message`]),
 //! the rules for names a peer sends ([`name`], [`filter`]), the two state machines
 //! ([`sink`], [`source`]), the remote command line ([`command`]) and the client's
-//! command-line operands (`[user@]host:path`, `scp://...`: [`operand`]). It must never
+//! command-line operands (`[user@]host:path`, `scp://...`: [`operand`]), and the
+//! SFTP v3 framing that rscpd serves and `rscp -s` speaks ([`sftp`]). It must never
 //! touch a socket, a file or a clock, and depends on `std` only: drivers (the
 //! `rscp-engine` crate) feed it bytes and act on what it asks for.
 
@@ -13,6 +14,7 @@ pub mod filter;
 pub mod message;
 pub mod name;
 pub mod operand;
+pub mod sftp;
 pub mod sink;
 pub mod source;
 pub mod wire;

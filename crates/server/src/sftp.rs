@@ -37,6 +37,7 @@ use cap_std::fs::{
     PermissionsExt as _,
 };
 use rscp_engine::fs::errno_text;
+use rscp_proto::sftp::*;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tracing::{debug, info, trace, warn};
 
@@ -67,8 +68,6 @@ where
 
 // ------------------------------------------------------------------- limits
 
-/// Largest client packet (length field excluded), OpenSSH's SFTP_MAX_MSG_LENGTH.
-const MAX_PACKET: usize = 256 * 1024;
 /// Longest READ answered; longer ones get fewer bytes (OpenSSH's SFTP_MAX_READ_LENGTH).
 const MAX_READ: u32 = 255 * 1024;
 /// Longest WRITE a client should send (advertised only; a packet limit enforces it).
@@ -85,55 +84,6 @@ const READ_CHUNK: usize = 64 * 1024;
 
 // --------------------------------------------------------------- wire values
 
-const FXP_INIT: u8 = 1;
-const FXP_VERSION: u8 = 2;
-const FXP_OPEN: u8 = 3;
-const FXP_CLOSE: u8 = 4;
-const FXP_READ: u8 = 5;
-const FXP_WRITE: u8 = 6;
-const FXP_LSTAT: u8 = 7;
-const FXP_FSTAT: u8 = 8;
-const FXP_SETSTAT: u8 = 9;
-const FXP_FSETSTAT: u8 = 10;
-const FXP_OPENDIR: u8 = 11;
-const FXP_READDIR: u8 = 12;
-const FXP_REMOVE: u8 = 13;
-const FXP_MKDIR: u8 = 14;
-const FXP_RMDIR: u8 = 15;
-const FXP_REALPATH: u8 = 16;
-const FXP_STAT: u8 = 17;
-const FXP_RENAME: u8 = 18;
-const FXP_READLINK: u8 = 19;
-const FXP_SYMLINK: u8 = 20;
-const FXP_STATUS: u8 = 101;
-const FXP_HANDLE: u8 = 102;
-const FXP_DATA: u8 = 103;
-const FXP_NAME: u8 = 104;
-const FXP_ATTRS: u8 = 105;
-const FXP_EXTENDED: u8 = 200;
-const FXP_EXTENDED_REPLY: u8 = 201;
-
-const FX_OK: u32 = 0;
-const FX_EOF: u32 = 1;
-const FX_NO_SUCH_FILE: u32 = 2;
-const FX_PERMISSION_DENIED: u32 = 3;
-const FX_FAILURE: u32 = 4;
-const FX_BAD_MESSAGE: u32 = 5;
-const FX_OP_UNSUPPORTED: u32 = 8;
-
-const FXF_READ: u32 = 0x01;
-const FXF_WRITE: u32 = 0x02;
-const FXF_APPEND: u32 = 0x04;
-const FXF_CREAT: u32 = 0x08;
-const FXF_TRUNC: u32 = 0x10;
-const FXF_EXCL: u32 = 0x20;
-
-const ATTR_SIZE: u32 = 0x01;
-const ATTR_UIDGID: u32 = 0x02;
-const ATTR_PERMISSIONS: u32 = 0x04;
-const ATTR_ACMODTIME: u32 = 0x08;
-const ATTR_EXTENDED: u32 = 0x8000_0000;
-
 const EXT_POSIX_RENAME: &[u8] = b"posix-rename@openssh.com";
 const EXT_HARDLINK: &[u8] = b"hardlink@openssh.com";
 const EXT_FSYNC: &[u8] = b"fsync@openssh.com";
@@ -145,117 +95,18 @@ const READ_ONLY: &str = "read-only server";
 
 // ------------------------------------------------------------------ decoding
 
-/// A request's fields, read front to back; running short is `Fail::Malformed`.
-#[derive(Debug)]
-struct Reader<'a> {
-    buf: &'a [u8],
+/// Reads a request's path, normalised under the root.
+fn read_path(r: &mut Reader<'_>) -> Result<VPath, Fail> {
+    Ok(VPath::parse(r.string()?))
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
-        if n > self.buf.len() {
-            return Err(Fail::Malformed);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, Fail> {
-        self.take(1)?.first().copied().ok_or(Fail::Malformed)
-    }
-
-    fn u32(&mut self) -> Result<u32, Fail> {
-        let bytes = self.take(4)?.try_into().map_err(|_| Fail::Malformed)?;
-        Ok(u32::from_be_bytes(bytes))
-    }
-
-    fn u64(&mut self) -> Result<u64, Fail> {
-        let bytes = self.take(8)?.try_into().map_err(|_| Fail::Malformed)?;
-        Ok(u64::from_be_bytes(bytes))
-    }
-
-    /// A length-prefixed string, borrowed from the packet (never allocated).
-    fn string(&mut self) -> Result<&'a [u8], Fail> {
-        let len = usize::try_from(self.u32()?).map_err(|_| Fail::Malformed)?;
-        self.take(len)
-    }
-
-    fn path(&mut self) -> Result<VPath, Fail> {
-        Ok(VPath::parse(self.string()?))
-    }
-}
-
-/// The attributes a client may set; the others are read and ignored.
-#[derive(Debug, Default)]
-struct NewAttrs {
-    size: Option<u64>,
-    permissions: Option<u32>,
-    /// (atime, mtime)
-    times: Option<(u32, u32)>,
-}
-
-impl NewAttrs {
-    fn read(r: &mut Reader<'_>) -> Result<NewAttrs, Fail> {
-        let flags = r.u32()?;
-        let mut attrs = NewAttrs::default();
-        if flags & ATTR_SIZE != 0 {
-            attrs.size = Some(r.u64()?);
-        }
-        if flags & ATTR_UIDGID != 0 {
-            // rscpd never changes owners (OpenSSH would try chown).
-            r.u32()?;
-            r.u32()?;
-        }
-        if flags & ATTR_PERMISSIONS != 0 {
-            attrs.permissions = Some(r.u32()?);
-        }
-        if flags & ATTR_ACMODTIME != 0 {
-            attrs.times = Some((r.u32()?, r.u32()?));
-        }
-        if flags & ATTR_EXTENDED != 0 {
-            // Each pair consumes at least 8 bytes, so a huge count fails fast.
-            for _ in 0..r.u32()? {
-                r.string()?;
-                r.string()?;
-            }
-        }
-        Ok(attrs)
+impl From<Malformed> for Fail {
+    fn from(_: Malformed) -> Fail {
+        Fail::Malformed
     }
 }
 
 // ------------------------------------------------------------------ encoding
-
-/// Starts a reply in `out`; `finish` fills in its length. VERSION has no id: its
-/// version number takes the id's place.
-fn begin(out: &mut Vec<u8>, kind: u8, id: u32) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    out.push(kind);
-    put_u32(out, id);
-    start
-}
-
-fn finish(out: &mut [u8], start: usize) {
-    // Replies are bounded by construction (one READ or one batch of names).
-    let len = (out.len() - start - 4) as u32;
-    if let Some(field) = out.get_mut(start..start + 4) {
-        field.copy_from_slice(&len.to_be_bytes());
-    }
-}
-
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    put_u32(out, s.len() as u32);
-    out.extend_from_slice(s);
-}
 
 fn put_status(out: &mut Vec<u8>, id: u32, code: u32, message: &str) {
     let start = begin(out, FXP_STATUS, id);
@@ -572,7 +423,7 @@ impl Session {
 
     /// Answers one packet into `out`. Only a broken handshake ends the session here.
     fn packet(&mut self, packet: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let mut r = Reader { buf: packet };
+        let mut r = Reader::new(packet);
         let Ok(kind) = r.u8() else {
             debug!("sftp: empty packet");
             put_status(out, 0, FX_BAD_MESSAGE, "empty packet");
@@ -691,9 +542,9 @@ impl Session {
     // ------------------------------------------------------------ files
 
     fn open(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         let pflags = r.u32()?;
-        let attrs = NewAttrs::read(r)?;
+        let attrs = Attrs::read(r)?;
         debug!("sftp: open {} flags {pflags:#x}", path.shown());
         let write = pflags & FXF_WRITE != 0;
         let append = pflags & FXF_APPEND != 0;
@@ -801,7 +652,7 @@ impl Session {
     }
 
     fn stat(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>, follow: bool) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         let (op, meta) = if follow {
             ("stat", self.root.metadata(path.fs()))
         } else {
@@ -824,8 +675,8 @@ impl Session {
     /// In OpenSSH's order: size, permissions, times. Owners are never changed, and
     /// setuid/setgid bits never set (the sticky bit may be).
     fn setstat(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
-        let attrs = NewAttrs::read(r)?;
+        let path = read_path(r)?;
+        let attrs = Attrs::read(r)?;
         debug!("sftp: setstat {}", path.shown());
         self.writable()?;
         let fail = |e: io::Error| fs_fail("setstat", &path, e);
@@ -849,7 +700,7 @@ impl Session {
 
     fn fsetstat(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
         let handle = r.string()?;
-        let attrs = NewAttrs::read(r)?;
+        let attrs = Attrs::read(r)?;
         self.writable()?;
         let file = self.file(handle)?;
         debug!("sftp: fsetstat {}", file.path.shown());
@@ -871,7 +722,7 @@ impl Session {
     // ------------------------------------------------------------ directories
 
     fn opendir(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         debug!("sftp: opendir {}", path.shown());
         self.room_for_handle()?;
         let entries = self.root.read_dir(path.fs()).map_err(|e| fs_fail("opendir", &path, e))?;
@@ -927,8 +778,8 @@ impl Session {
     }
 
     fn mkdir(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
-        let attrs = NewAttrs::read(r)?;
+        let path = read_path(r)?;
+        let attrs = Attrs::read(r)?;
         self.writable()?;
         let mut builder = DirBuilder::new();
         builder.mode(attrs.permissions.unwrap_or(0o777) & 0o777 & !UMASK);
@@ -939,7 +790,7 @@ impl Session {
     }
 
     fn rmdir(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         self.writable()?;
         self.root.remove_dir(path.fs()).map_err(|e| fs_fail("rmdir", &path, e))?;
         info!("removed directory {}", path.shown());
@@ -948,7 +799,7 @@ impl Session {
     }
 
     fn remove(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         self.writable()?;
         self.root.remove_file(path.fs()).map_err(|e| fs_fail("remove", &path, e))?;
         info!("removed {}", path.shown());
@@ -960,14 +811,14 @@ impl Session {
 
     /// Lexical: the virtual root has no symlinks to resolve that a client could use.
     fn realpath(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         debug!("sftp: realpath {}", path.shown());
         put_single_name(out, id, &path.absolute());
         Ok(())
     }
 
     fn readlink(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let path = r.path()?;
+        let path = read_path(r)?;
         debug!("sftp: readlink {}", path.shown());
         // The link's text as it is (following it is what cap-std guards).
         let target = self.root.read_link_contents(path.fs()).map_err(|e| fs_fail("readlink", &path, e))?;
@@ -980,7 +831,7 @@ impl Session {
     /// and so do we).
     fn symlink(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
         let target = r.string()?;
-        let link = r.path()?;
+        let link = read_path(r)?;
         self.writable()?;
         let shown_target = rscp_proto::display::escape(target);
         if !target_stays_inside(&link, target) {
@@ -1001,8 +852,8 @@ impl Session {
     /// regular file moves by link()+unlink(), which refuses atomically; anything else
     /// (or a filesystem without hard links) is renamed only if nothing is there.
     fn rename(&mut self, id: u32, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), Fail> {
-        let from = r.path()?;
-        let to = r.path()?;
+        let from = read_path(r)?;
+        let to = read_path(r)?;
         self.writable()?;
         let meta = self.root.symlink_metadata(from.fs()).map_err(|e| fs_fail("rename", &from, e))?;
         let linked = if meta.is_file() {
@@ -1039,16 +890,16 @@ impl Session {
         let request = r.string()?;
         match request {
             EXT_POSIX_RENAME => {
-                let from = r.path()?;
-                let to = r.path()?;
+                let from = read_path(r)?;
+                let to = read_path(r)?;
                 self.writable()?;
                 self.root.rename(from.fs(), &self.root, to.fs()).map_err(|e| fs_fail("rename", &from, e))?;
                 info!("renamed {} to {} (replacing)", from.shown(), to.shown());
                 put_ok(out, id);
             }
             EXT_HARDLINK => {
-                let from = r.path()?;
-                let to = r.path()?;
+                let from = read_path(r)?;
+                let to = read_path(r)?;
                 self.writable()?;
                 self.root.hard_link(from.fs(), &self.root, to.fs()).map_err(|e| fs_fail("link", &to, e))?;
                 info!("made hard link {} to {}", to.shown(), from.shown());
@@ -1419,13 +1270,13 @@ mod tests {
         async fn status(&mut self, kind: u8, fields: &[u8]) -> u32 {
             let (reply, body) = self.call(kind, fields).await;
             assert_eq!(reply, FXP_STATUS, "expected a status");
-            Reader { buf: &body }.u32().expect("status code")
+            Reader::new(&body).u32().expect("status code")
         }
 
         async fn handle(&mut self, kind: u8, fields: &[u8]) -> Vec<u8> {
             let (reply, body) = self.call(kind, fields).await;
             assert_eq!(reply, FXP_HANDLE, "expected a handle");
-            Reader { buf: &body }.string().expect("handle").to_vec()
+            Reader::new(&body).string().expect("handle").to_vec()
         }
 
         /// Closes the client side and returns how the server ended.
@@ -1449,7 +1300,7 @@ mod tests {
 
     /// Names of a NAME reply's entries, with their long names.
     fn names(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut r = Reader { buf: body };
+        let mut r = Reader::new(body);
         let count = r.u32().expect("count");
         (0..count)
             .map(|_| {
@@ -1724,7 +1575,7 @@ mod tests {
 
         let (kind, body) = raw.call(FXP_EXTENDED, &string(EXT_LIMITS)).await;
         assert_eq!(kind, FXP_EXTENDED_REPLY);
-        let mut r = Reader { buf: &body };
+        let mut r = Reader::new(&body);
         let limits: Vec<u64> = (0..4).map(|_| r.u64().expect("limit")).collect();
         assert_eq!(limits, [262_144, 261_120, 261_120, 256]);
         let request = fields(&[&string(b"statvfs@openssh.com"), &string(b"/")]);
@@ -1744,12 +1595,12 @@ mod tests {
             |offset: u64, len: u32| fields(&[&string(&handle), &offset.to_be_bytes(), &len.to_be_bytes()]);
         let (kind, body) = raw.call(FXP_READ, &read(1000, 1 << 20)).await;
         assert_eq!(kind, FXP_DATA);
-        let got = Reader { buf: &body }.string().expect("data").to_vec();
+        let got = Reader::new(&body).string().expect("data").to_vec();
         assert_eq!(got.len(), 255 * 1024);
         assert!(got[..] == data[1000..1000 + 255 * 1024], "wrong bytes");
         let (kind, body) = raw.call(FXP_READ, &read(600 * 1024 - 10, 100)).await;
         assert_eq!(kind, FXP_DATA);
-        assert_eq!(Reader { buf: &body }.string().expect("data"), &data[600 * 1024 - 10..]);
+        assert_eq!(Reader::new(&body).string().expect("data"), &data[600 * 1024 - 10..]);
         assert_eq!(raw.status(FXP_READ, &read(600 * 1024, 100)).await, FX_EOF);
         assert_eq!(raw.status(FXP_READ, &read(1 << 40, 100)).await, FX_EOF);
         // Writing through a read-only handle fails.
@@ -1783,7 +1634,7 @@ mod tests {
         }
         let (kind, body) = raw.call(FXP_OPEN, &open).await;
         assert_eq!(kind, FXP_STATUS);
-        let mut r = Reader { buf: &body };
+        let mut r = Reader::new(&body);
         assert_eq!(r.u32().expect("code"), FX_FAILURE);
         assert_eq!(r.string().expect("message"), b"too many open handles");
         assert_eq!(raw.status(FXP_OPENDIR, &string(b"/")).await, FX_FAILURE);
@@ -1809,7 +1660,7 @@ mod tests {
         loop {
             let (kind, body) = raw.call(FXP_READDIR, &string(&handle)).await;
             if kind == FXP_STATUS {
-                assert_eq!(Reader { buf: &body }.u32().expect("code"), FX_EOF);
+                assert_eq!(Reader::new(&body).u32().expect("code"), FX_EOF);
                 break;
             }
             assert_eq!(kind, FXP_NAME);
@@ -1845,7 +1696,7 @@ mod tests {
         raw.send(&payload).await;
         let (kind, body) = raw.recv().await;
         assert_eq!(kind, FXP_STATUS);
-        let mut r = Reader { buf: &body };
+        let mut r = Reader::new(&body);
         assert_eq!((r.u32().expect("id"), r.u32().expect("code")), (7, FX_BAD_MESSAGE));
         // An empty packet, and one too short for an id.
         raw.send(&[]).await;

@@ -64,8 +64,8 @@ fn run(progname: &str, args: &[OsString]) -> i32 {
         eprint!("{}", flags::USAGE);
         return 1;
     }
-    if flags.sftp || flags.sftp_server.is_some() || !flags.sftp_options.is_empty() {
-        eprintln!("{progname}: SFTP mode (-s, -D, -X) is not supported yet");
+    if flags.sftp_server.is_some() || !flags.sftp_options.is_empty() {
+        eprintln!("{progname}: SFTP mode options -D and -X are not supported yet");
         return 1;
     }
     if flags.operands.iter().any(|o| operand::is_remote(o.as_bytes())) {

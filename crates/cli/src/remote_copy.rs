@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use rscp_engine::sftp_upload::{self, SftpUploadOptions};
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Observer, Summary, fs};
@@ -23,7 +24,7 @@ use rscp_ssh::{Client, Remote};
 
 use crate::flags::Flags;
 use crate::meter::{self, Meter};
-use crate::report::ClientReport;
+use crate::report::{ClientReport, Logged};
 use crate::transport;
 
 /// Runs a copy whose operands include a remote one; returns the exit status.
@@ -40,6 +41,10 @@ pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
         eprint!("{progname}: target port not supported with two remote hosts and the -R option\r\n");
         return 255;
     }
+    if flags.sftp && (two_remotes || !matches!(target, Operand::Remote(_))) {
+        eprintln!("{progname}: SFTP mode (-s) serves uploads only so far; leave -s out for this copy");
+        return 1;
+    }
     let ok = runtime.block_on(async {
         match target {
             Operand::Remote(target) if two_remotes => remote_to_remote(flags, sources, target).await,
@@ -51,7 +56,11 @@ pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
                         Operand::Remote(_) => None,
                     })
                     .collect();
-                upload(flags, &locals, target).await
+                if flags.sftp {
+                    upload_sftp(progname, flags, &locals, target).await
+                } else {
+                    upload(flags, &locals, target).await
+                }
             }
             Operand::Local(target) => download_all(flags, sources, target).await,
         }
@@ -91,6 +100,18 @@ impl Session {
         }
     }
 
+    /// Starts the `sftp` subsystem (an ssh program gets `-s` and `sftp`).
+    async fn sftp(&self) -> Result<Remote, String> {
+        match self {
+            Session::Native(client) => client.subsystem("sftp").await.map_err(|e| e.to_string()),
+            Session::Program { program, call } => {
+                let call = ProgramCall { subsystem: true, ..call.clone() };
+                program::spawn(program, &call, b"sftp")
+                    .map_err(|e| format!("rscp: {}: {}", program.to_string_lossy(), fs::errno_text(&e)))
+            }
+        }
+    }
+
     async fn close(self) {
         if let Session::Native(client) = self {
             client.close().await;
@@ -112,6 +133,7 @@ async fn open_hop(flags: &Flags, remote: &RemotePath, second_hop: bool) -> Optio
             port: remote.port.or(flags.port),
             user: remote.user.clone(),
             batch_mode: second_hop,
+            subsystem: false,
             host: remote.host.clone(),
         };
         return Some(Session::Program { program: program.clone(), call });
@@ -171,6 +193,37 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     .await;
     session.close().await;
     ok
+}
+
+/// `-s`: local sources to `host:path` over the server's SFTP subsystem.
+async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool {
+    let Some(session) = open(flags, target).await else {
+        eprintln!("lost connection");
+        return false;
+    };
+    debug(flags, "Sending subsystem: sftp");
+    let remote = match session.sftp().await {
+        Ok(remote) => remote,
+        Err(e) => {
+            eprintln!("{e}");
+            session.close().await;
+            return false;
+        }
+    };
+    let (reader, writer, exit) = remote.into_parts();
+    let mut conn = Conn::new(reader, writer);
+    let options = SftpUploadOptions {
+        recursive: flags.recursive,
+        preserve: flags.preserve,
+        limit_kbits: flags.limit_kbps,
+    };
+    let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
+    let result = sftp_upload::upload(&mut conn, sources, &target.path, options, &mut report).await;
+    let _ = conn.shutdown().await;
+    drop(conn);
+    let status = exit.wait().await;
+    session.close().await;
+    finished(result) && status.success()
 }
 
 /// Remote sources to a local target: one `scp -f` per source, one connection per

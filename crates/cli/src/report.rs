@@ -27,6 +27,40 @@ impl Observer for ClientReport {
     }
 }
 
+/// SFTP mode's errors as OpenSSH's log module prints them: `progname: text`
+/// and a `\r\n` line end. Everything else goes to `inner` as it is.
+pub struct Logged {
+    pub inner: Box<dyn Observer>,
+    pub progname: String,
+}
+
+impl Observer for Logged {
+    fn local_error(&mut self, text: &str) {
+        // The inner report ends the line with `\n`.
+        self.inner.local_error(&format!("{}: {text}\r", self.progname));
+    }
+
+    fn remote_message(&mut self, text: &[u8]) {
+        self.inner.remote_message(text);
+    }
+
+    fn file_started(&mut self, name: &rscp_proto::FileName, size: u64) {
+        self.inner.file_started(name, size);
+    }
+
+    fn transferred(&mut self, bytes: u64) {
+        self.inner.transferred(bytes);
+    }
+
+    fn file_finished(&mut self, ok: bool) {
+        self.inner.file_finished(ok);
+    }
+
+    fn debug(&mut self, line: &str) {
+        self.inner.debug(line);
+    }
+}
+
 /// The remote end's observer: silent unless `-v`.
 #[derive(Debug, Default)]
 pub struct RemoteReport {

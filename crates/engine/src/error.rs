@@ -30,6 +30,8 @@ pub enum EngineError {
     Source(SourceError),
     /// The byte stream to the peer failed or ended early.
     Stream(io::Error),
+    /// An SFTP server broke the protocol (`rscp -s`).
+    Sftp(String),
     /// Refused before any transfer began (e.g. `-d` with a target that is not a
     /// directory); the peer was told.
     Refused(String),
@@ -45,6 +47,7 @@ impl fmt::Display for EngineError {
             }
             EngineError::Stream(e) => write!(f, "lost connection: {}", crate::fs::errno_text(e)),
             EngineError::Refused(text) => f.write_str(text),
+            EngineError::Sftp(text) => f.write_str(text),
         }
     }
 }

@@ -429,7 +429,7 @@ fn read_chunk(file: &mut File, chunk: &mut [u8], earlier: Option<io::Error>) -> 
 }
 
 /// `dir///` -> `dir`, but `/` stays `/` (OpenSSH strips trailing slashes).
-fn strip_trailing_slashes(path: &Path) -> PathBuf {
+pub(crate) fn strip_trailing_slashes(path: &Path) -> PathBuf {
     let bytes = path.as_os_str().as_bytes();
     let end = bytes.iter().rposition(|&b| b != b'/').map_or(1.min(bytes.len()), |i| i + 1);
     PathBuf::from(OsStr::from_bytes(&bytes[..end]))
@@ -437,7 +437,7 @@ fn strip_trailing_slashes(path: &Path) -> PathBuf {
 
 /// The name an operand is sent under: its last component. For `.` and `..` (which
 /// OpenSSH sends as is, and every sink refuses) the real directory's name is used.
-fn operand_name(root: &Root, path: &Path) -> Option<FileName> {
+pub(crate) fn operand_name(root: &Root, path: &Path) -> Option<FileName> {
     let last = path.as_os_str().as_bytes().rsplit(|&b| b == b'/').next().unwrap_or_default();
     match FileName::new(last) {
         Ok(name) => Some(name),

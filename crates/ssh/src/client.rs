@@ -354,7 +354,17 @@ impl Client {
             channel.agent_forward(false).await?;
         }
         channel.exec(true, command.to_vec()).await?;
-        Ok(remote::from_channel(channel))
+        Ok(remote::from_channel(channel, "exec"))
+    }
+
+    /// Starts the server's `name` subsystem (`sftp`), as `ssh -s`.
+    pub async fn subsystem(&self, name: &str) -> Result<Remote, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        if self.forward_agent {
+            channel.agent_forward(false).await?;
+        }
+        channel.request_subsystem(true, name).await?;
+        Ok(remote::from_channel(channel, "subsystem"))
     }
 
     /// Ends the session politely.

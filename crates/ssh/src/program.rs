@@ -20,6 +20,8 @@ pub struct ProgramCall {
     pub user: Option<String>,
     /// Added after the user's options (the second hop of a `-3` relay).
     pub batch_mode: bool,
+    /// `-s`: the command is a subsystem's name (SFTP mode).
+    pub subsystem: bool,
     pub host: String,
 }
 
@@ -51,6 +53,9 @@ pub fn arguments(call: &ProgramCall, command: &[u8]) -> Vec<OsString> {
     if let Some(user) = &call.user {
         args.push("-l".into());
         args.push(user.into());
+    }
+    if call.subsystem {
+        args.push("-s".into());
     }
     args.push("--".into());
     args.push(call.host.clone().into());
@@ -165,6 +170,7 @@ mod tests {
             port: Some(2222),
             user: Some("bob".into()),
             batch_mode: false,
+            subsystem: false,
             host: "host".into(),
         };
         let args: Vec<String> =
@@ -176,6 +182,26 @@ mod tests {
              -o ServerAliveInterval=5 -q -oForwardAgent=no -p 2222 -l bob -- host scp -t x.txt"
         );
         assert_eq!(args.last().map(String::as_str), Some("scp -t x.txt"), "the command is one word");
+    }
+
+    /// SFTP mode (`-s`): OpenSSH 9.2's vector, captured with `scp -S`, ends in
+    /// `-s -- host sftp` (10.0 adds `-oControlMaster=no` as above).
+    #[test]
+    fn subsystem_vector_matches_openssh() {
+        let call = ProgramCall {
+            port: Some(2222),
+            user: Some("bob".into()),
+            subsystem: true,
+            host: "host".into(),
+            ..ProgramCall::default()
+        };
+        let args: Vec<String> =
+            arguments(&call, b"sftp").iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args.join(" "),
+            "-x -oPermitLocalCommand=no -oClearAllForwardings=yes -oRemoteCommand=none -oRequestTTY=no \
+             -oControlMaster=no -oForwardAgent=no -p 2222 -l bob -s -- host sftp"
+        );
     }
 
     #[tokio::test]

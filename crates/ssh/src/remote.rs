@@ -179,12 +179,14 @@ impl ExitWaiter {
 /// receive window busy without unbounded memory.
 const READ_QUEUE: usize = 64;
 
-/// Wraps an exec'd channel: a task pumps its messages into the reader, the
-/// remote's stderr onto ours (escaped), and its exit status into `finish`.
-pub(crate) fn from_channel<S>(channel: russh::Channel<S>) -> Remote
+/// Wraps a channel whose `request` (exec, subsystem) was sent: a task pumps its
+/// messages into the reader, the remote's stderr onto ours (escaped), and its
+/// exit status into `finish`. A refused request ends the streams, as with ssh.
+pub(crate) fn from_channel<S>(channel: russh::Channel<S>, request: &'static str) -> Remote
 where
     S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
 {
+    let channel_id = channel.id();
     let (mut read_half, write_half) = channel.split();
     let (closed_tx, closed_rx) = oneshot::channel::<()>();
     let writer = RemoteWriter::new(Box::pin(write_half.make_writer()), Some(closed_rx));
@@ -210,6 +212,11 @@ where
                 ChannelMsg::Eof => data = None,
                 ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
                 ChannelMsg::Close => break,
+                ChannelMsg::Failure => {
+                    // ssh's words; the copy then sees the stream end.
+                    eprintln!("{request} request failed on channel {channel_id}");
+                    break;
+                }
                 _ => {}
             }
         }

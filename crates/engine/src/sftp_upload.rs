@@ -1,0 +1,805 @@
+//! `upload`: local files and trees to an SFTP server (`rscp -s`), as OpenSSH's scp
+//! does in its SFTP mode, with the requests pipelined.
+//!
+//! The semantics and the messages are OpenSSH's (`source_sftp`, `do_upload`,
+//! `upload_dir`): the remote target is taken literally (no glob, no shell), bar a
+//! leading `~`; several sources make the target a directory, created if need be;
+//! each file is opened with `WRITE|CREAT|TRUNC` and its mode, written, given its
+//! times and mode with `-p`, and closed; each directory is made (or found) and
+//! given its mode at the end, its times too with `-p`.
+//!
+//! Unlike OpenSSH, which waits for every file's OPEN, CLOSE and status in turn (so
+//! that a tree of small files costs several round trips each), requests go out
+//! without waiting, bounded by [`MAX_FILES`] open at once and [`MAX_BYTES`] of
+//! writes unanswered. The only waits are those that decide what to send next: the
+//! OPEN's handle before a file's writes, a directory's MKDIR (and STAT) before its
+//! contents. SFTP servers answer requests in order, and must for one handle, so a
+//! CLOSE may follow its writes at once.
+//!
+//! A missing local source is reported and skipped, where OpenSSH's scp exits:
+//! the other sources still arrive.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use rscp_proto::FileName;
+use rscp_proto::display::escape;
+use rscp_proto::sftp::{self, Attrs, Reply, request};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::conn::Conn;
+use crate::error::{EngineError, Summary};
+use crate::fs;
+use crate::limit::{LIMITED_CHUNK, Limiter};
+use crate::observer::Observer;
+use crate::root::{Entries, MetadataExt as _, Root};
+use crate::source::{operand_name, strip_trailing_slashes};
+
+/// Files open on the server at once (OpenSSH's server allows hundreds).
+const MAX_FILES: usize = 64;
+/// Write data sent and not yet answered: enough to keep a 40 ms link busy.
+const MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// WRITE length when the server does not say (OpenSSH's default).
+const DEFAULT_WRITE: u32 = 32 * 1024;
+/// The longest WRITE sent, whatever the server allows: a whole read buffer.
+const LONGEST_WRITE: u32 = 255 * 1024;
+/// Queued requests are sent once this much is waiting.
+const SEND_AT: usize = 128 * 1024;
+
+const EXT_LIMITS: &[u8] = b"limits@openssh.com";
+const EXT_EXPAND_PATH: &[u8] = b"expand-path@openssh.com";
+
+/// How an SFTP upload behaves: the client's flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SftpUploadOptions {
+    /// `-r`: upload directories as trees.
+    pub recursive: bool,
+    /// `-p`: give files and directories their times and modes.
+    pub preserve: bool,
+    /// `-l`: payload rate limit in Kbit/s.
+    pub limit_kbits: Option<u64>,
+}
+
+/// Uploads `sources` to `target` (the remote path as typed) over an SFTP
+/// session on `conn`. Per-file problems are reported and counted; the copy goes
+/// on. Returns the error count, or why the session broke off.
+pub async fn upload<R, W>(
+    conn: &mut Conn<R, W>,
+    sources: &[PathBuf],
+    target: &[u8],
+    options: SftpUploadOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary, EngineError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut session = Session {
+        conn,
+        observer,
+        options,
+        next_id: 0,
+        pending: HashMap::new(),
+        answers: HashMap::new(),
+        jobs: HashMap::new(),
+        next_job: 0,
+        bytes_unanswered: 0,
+        write_len: DEFAULT_WRITE,
+        errors: 0,
+        operand_failed: false,
+        limiter: options.limit_kbits.map(Limiter::from_kbits),
+    };
+    let extensions = session.init().await?;
+    if extensions.iter().any(|e| e == EXT_LIMITS) {
+        session.read_limits().await?;
+    }
+    let can_expand = extensions.iter().any(|e| e == EXT_EXPAND_PATH);
+    let Some(prepared) = session.prepare_target(target, can_expand).await? else {
+        return Ok(Summary { errors: session.errors.max(1) });
+    };
+    let target_display = String::from_utf8_lossy(target).into_owned();
+    let mut target_is_dir = session.stat(&prepared).await?.is_some_and(|a| a.is_dir());
+    for source in sources {
+        session
+            .upload_operand(source, &prepared, &mut target_is_dir, sources.len() > 1, &target_display)
+            .await?;
+    }
+    session.settle_all().await?;
+    Ok(Summary { errors: session.errors })
+}
+
+/// What an unanswered request was for.
+#[derive(Debug)]
+enum Pending {
+    /// OPEN of a job's file: its handle comes back.
+    Open(u64),
+    /// WRITE of a job's data (its length).
+    Write(u64, u64),
+    /// FSETSTAT before a job's CLOSE (`-p`).
+    Fsetstat(u64),
+    Close(u64),
+    /// SETSTAT of a finished directory (its remote path).
+    DirSetstat(Vec<u8>),
+    /// A request awaited by [`Session::call`] or [`Session::stat`]: its reply is
+    /// kept until taken.
+    Awaited,
+}
+
+/// One file on its way: opened, written, closed.
+struct Job {
+    local: PathBuf,
+    remote: Vec<u8>,
+    file: File,
+    size: u64,
+    /// The next offset to send.
+    offset: u64,
+    handle: Option<Vec<u8>>,
+    /// FSETSTAT with `-p`: mode and times.
+    final_attrs: Option<Attrs>,
+    /// Replies still due for this file.
+    awaiting: u32,
+    /// A read of the local file failed: the rest is not sent, the file fails.
+    read_failed: bool,
+    failed: bool,
+    closing: bool,
+    /// Part of a tree (OpenSSH words failures inside trees differently).
+    in_tree: bool,
+}
+
+/// The answer to an awaited request.
+enum Answer {
+    Status(u32),
+    Attrs(Attrs),
+    Name(Vec<u8>),
+    Extended(Vec<u8>),
+}
+
+struct Session<'a, R, W> {
+    conn: &'a mut Conn<R, W>,
+    observer: &'a mut dyn Observer,
+    options: SftpUploadOptions,
+    next_id: u32,
+    pending: HashMap<u32, Pending>,
+    /// Replies to awaited requests, until taken.
+    answers: HashMap<u32, Answer>,
+    jobs: HashMap<u64, Job>,
+    next_job: u64,
+    bytes_unanswered: u64,
+    write_len: u32,
+    errors: u32,
+    /// Something under the current top-level source failed.
+    operand_failed: bool,
+    limiter: Option<Limiter>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+    fn error(&mut self, text: String) {
+        self.observer.local_error(&text);
+        self.errors += 1;
+        self.operand_failed = true;
+    }
+
+    fn id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// INIT, and the server's VERSION: returns the names of its extensions.
+    async fn init(&mut self) -> Result<Vec<Vec<u8>>, EngineError> {
+        request::init(&mut self.conn.outgoing);
+        self.conn.send_outgoing().await?;
+        loop {
+            match Reply::parse(self.conn.buffered()) {
+                Ok(Some((Reply::Version { version, extensions }, used))) => {
+                    let names = extensions.iter().map(|(name, _)| name.to_vec()).collect();
+                    self.conn.consume(used);
+                    if version != 3 {
+                        return Err(protocol(format!("server speaks SFTP version {version}, not 3")));
+                    }
+                    return Ok(names);
+                }
+                Ok(Some(_)) | Err(_) => return Err(protocol("the server did not answer as an SFTP server")),
+                Ok(None) => self.fill().await?,
+            }
+        }
+    }
+
+    /// `limits@openssh.com`: the longest WRITE the server takes, and how many
+    /// files it lets one session open.
+    async fn read_limits(&mut self) -> Result<(), EngineError> {
+        let id = self.id();
+        request::extended(&mut self.conn.outgoing, id, EXT_LIMITS);
+        if let Answer::Extended(data) = self.await_answer(id).await? {
+            let mut r = sftp::Reader::new(&data);
+            let (_packet, _read, write) = (r.u64(), r.u64(), r.u64());
+            if let Ok(write) = write
+                && write > 0
+            {
+                self.write_len = u32::try_from(write).unwrap_or(LONGEST_WRITE).min(LONGEST_WRITE);
+            }
+        }
+        Ok(())
+    }
+
+    /// The target as OpenSSH's `prepare_remote_path` makes it: empty or `~` is
+    /// the login directory (`.`), `~/x` is `x`, `~user/x` needs the server's
+    /// `expand-path` extension. Anything else is taken as it is.
+    async fn prepare_target(
+        &mut self,
+        target: &[u8],
+        can_expand: bool,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        if target.is_empty() || target == b"~" {
+            return Ok(Some(b".".to_vec()));
+        }
+        if let Some(rest) = target.strip_prefix(b"~/") {
+            return Ok(Some(if rest.is_empty() { b".".to_vec() } else { rest.to_vec() }));
+        }
+        if !target.starts_with(b"~") {
+            return Ok(Some(target.to_vec()));
+        }
+        if !can_expand {
+            self.error("server does not support tilde expansion in paths".into());
+            return Ok(None);
+        }
+        let id = self.id();
+        let start = sftp::begin(&mut self.conn.outgoing, sftp::FXP_EXTENDED, id);
+        sftp::put_str(&mut self.conn.outgoing, EXT_EXPAND_PATH);
+        sftp::put_str(&mut self.conn.outgoing, target);
+        sftp::finish(&mut self.conn.outgoing, start);
+        match self.await_answer(id).await? {
+            Answer::Name(path) => Ok(Some(path)),
+            Answer::Status(code) => {
+                self.error(format!("expand path \"{}\": {}", escape(target), sftp::status_text(code)));
+                Ok(None)
+            }
+            _ => Err(protocol("unexpected reply to expand-path")),
+        }
+    }
+
+    /// STAT (following links): the attributes, or None if there is nothing there.
+    async fn stat(&mut self, path: &[u8]) -> Result<Option<Attrs>, EngineError> {
+        let id = self.id();
+        request::path(&mut self.conn.outgoing, sftp::FXP_STAT, id, path);
+        match self.await_answer(id).await? {
+            Answer::Attrs(attrs) => Ok(Some(attrs)),
+            Answer::Status(_) => Ok(None),
+            _ => Err(protocol("unexpected reply to STAT")),
+        }
+    }
+
+    /// Sends one request that answers with a status and waits for it.
+    async fn call(&mut self, put: impl FnOnce(&mut Vec<u8>, u32)) -> Result<Result<(), u32>, EngineError> {
+        let id = self.id();
+        put(&mut self.conn.outgoing, id);
+        match self.await_answer(id).await? {
+            Answer::Status(sftp::FX_OK) => Ok(Ok(())),
+            Answer::Status(code) => Ok(Err(code)),
+            _ => Err(protocol("unexpected reply to a request answered by a status")),
+        }
+    }
+
+    /// Sends what is queued and waits for the answer to request `id`, handling
+    /// every other reply on the way.
+    async fn await_answer(&mut self, id: u32) -> Result<Answer, EngineError> {
+        self.pending.insert(id, Pending::Awaited);
+        loop {
+            if let Some(answer) = self.answers.remove(&id) {
+                return Ok(answer);
+            }
+            self.take_replies()?;
+            if let Some(answer) = self.answers.remove(&id) {
+                return Ok(answer);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more replies (sending what is queued meanwhile); end of stream is an error.
+    async fn fill(&mut self) -> Result<(), EngineError> {
+        if self.conn.fill().await? == 0 {
+            return Err(EngineError::Stream(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection")));
+        }
+        Ok(())
+    }
+
+    /// Handles every whole reply received so far.
+    fn take_replies(&mut self) -> Result<(), EngineError> {
+        loop {
+            let (id, answer, used) = match Reply::parse(self.conn.buffered()) {
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(protocol("malformed reply from the server")),
+                Ok(Some((reply, used))) => {
+                    let (id, answer) = match reply {
+                        Reply::Status { id, code, .. } => (id, Answer::Status(code)),
+                        Reply::Attrs { id, attrs } => (id, Answer::Attrs(attrs)),
+                        Reply::Handle { id, handle } => (id, Answer::Name(handle.to_vec())),
+                        Reply::Name { id, entries } => {
+                            let first = entries.first().map(|(name, _, _)| name.to_vec());
+                            (id, first.map_or(Answer::Status(sftp::FX_FAILURE), Answer::Name))
+                        }
+                        Reply::Extended { id, data } => (id, Answer::Extended(data.to_vec())),
+                        Reply::Data { .. } | Reply::Version { .. } => {
+                            return Err(protocol("unexpected reply from the server"));
+                        }
+                    };
+                    (id, answer, used)
+                }
+            };
+            self.conn.consume(used);
+            self.handle_reply(id, answer)?;
+        }
+    }
+
+    fn handle_reply(&mut self, id: u32, answer: Answer) -> Result<(), EngineError> {
+        let Some(pending) = self.pending.remove(&id) else {
+            return Err(protocol(format!("reply to an unknown request ({id})")));
+        };
+        let code = match &answer {
+            Answer::Status(code) => Some(*code),
+            _ => None,
+        };
+        match pending {
+            Pending::Awaited => {
+                self.answers.insert(id, answer);
+            }
+            Pending::Open(job) => match answer {
+                Answer::Name(handle) => {
+                    if let Some(job) = self.jobs.get_mut(&job) {
+                        job.awaiting -= 1;
+                        job.handle = Some(handle);
+                    }
+                }
+                _ => {
+                    let code = code.unwrap_or(sftp::FX_FAILURE);
+                    if let Some(job) = self.jobs.remove(&job) {
+                        self.error(format!(
+                            "dest open \"{}\": {}",
+                            escape(&job.remote),
+                            sftp::status_text(code)
+                        ));
+                        self.job_failed_message(&job);
+                        self.observer.file_finished(false);
+                    }
+                }
+            },
+            Pending::Write(job, len) => {
+                self.bytes_unanswered -= len;
+                self.job_reply(job, code, "write remote")?;
+            }
+            Pending::Fsetstat(job) => self.job_reply(job, code, "remote fsetstat")?,
+            Pending::Close(job) => self.job_reply(job, code, "close remote")?,
+            Pending::DirSetstat(path) => {
+                if let Some(code) = code.filter(|&c| c != sftp::FX_OK) {
+                    self.error(format!("remote setstat \"{}\": {}", escape(&path), sftp::status_text(code)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A status for one of a job's requests after its OPEN.
+    fn job_reply(&mut self, job_id: u64, code: Option<u32>, what: &str) -> Result<(), EngineError> {
+        let Some(code) = code else { return Err(protocol("unexpected reply to a file request")) };
+        let Some(job) = self.jobs.get_mut(&job_id) else { return Ok(()) };
+        job.awaiting -= 1;
+        if code != sftp::FX_OK && !job.failed {
+            job.failed = true;
+            let text = format!("{what} \"{}\": {}", escape(&job.remote), sftp::status_text(code));
+            self.error(text);
+        }
+        let done = self.jobs.get(&job_id).is_some_and(|job| job.closing && job.awaiting == 0);
+        if done && let Some(job) = self.jobs.remove(&job_id) {
+            let ok = !job.failed && !job.read_failed;
+            if !ok {
+                self.operand_failed = true;
+                if job.failed {
+                    self.job_failed_message(&job);
+                }
+            }
+            self.observer.file_finished(ok);
+        }
+        Ok(())
+    }
+
+    /// OpenSSH's line after a failed file inside a tree.
+    fn job_failed_message(&mut self, job: &Job) {
+        if job.in_tree {
+            let text = format!(
+                "Uploading of file {} to {} failed!",
+                fs::display_path(&job.local),
+                escape(&job.remote)
+            );
+            self.observer.local_error(&text);
+        }
+    }
+
+    /// Sends what the open files can send now: writes while the window allows,
+    /// then (with `-p`) FSETSTAT, and CLOSE once a file is all sent.
+    async fn pump(&mut self) -> Result<(), EngineError> {
+        let ready: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| job.handle.is_some() && !job.closing)
+            .map(|(&id, _)| id)
+            .collect();
+        for job_id in ready {
+            self.pump_job(job_id).await?;
+        }
+        if self.conn.outgoing.len() >= SEND_AT {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn pump_job(&mut self, job_id: u64) -> Result<(), EngineError> {
+        loop {
+            let id = self.id();
+            let Some(job) = self.jobs.get_mut(&job_id) else { return Ok(()) };
+            let Some(handle) = job.handle.clone() else { return Ok(()) };
+            if job.offset >= job.size || job.read_failed || job.failed {
+                if let Some(attrs) = job.final_attrs.take() {
+                    request::fsetstat(&mut self.conn.outgoing, id, &handle, &attrs);
+                    self.pending.insert(id, Pending::Fsetstat(job_id));
+                    if let Some(job) = self.jobs.get_mut(&job_id) {
+                        job.awaiting += 1;
+                    }
+                }
+                let id = self.id();
+                request::handle(&mut self.conn.outgoing, sftp::FXP_CLOSE, id, &handle);
+                self.pending.insert(id, Pending::Close(job_id));
+                if let Some(job) = self.jobs.get_mut(&job_id) {
+                    job.awaiting += 1;
+                    job.closing = true;
+                }
+                return Ok(());
+            }
+            if self.bytes_unanswered >= MAX_BYTES {
+                return Ok(());
+            }
+            let chunk = if self.limiter.is_some() { LIMITED_CHUNK as u32 } else { self.write_len };
+            let want = usize::try_from((job.size - job.offset).min(u64::from(chunk))).unwrap_or(0);
+            // The file is read straight into the packet, after room for its header
+            // (whose length field waits for what the read got): no copy of the data.
+            let mut header = Vec::with_capacity(64);
+            request::write_header(&mut header, id, &handle, job.offset, 0);
+            let out = &mut self.conn.outgoing;
+            let start = out.len();
+            let data_start = start + header.len();
+            out.resize(data_start + want, 0);
+            let got = match fs::read_full(&mut job.file, &mut out[data_start..]) {
+                Ok(got) => got,
+                Err(e) => {
+                    out.truncate(start);
+                    job.read_failed = true;
+                    let text =
+                        format!("read local \"{}\": {}", fs::display_path(&job.local), fs::errno_text(&e));
+                    self.error(text);
+                    continue;
+                }
+            };
+            if got == 0 {
+                // The file shrank: what was sent is the file (OpenSSH's SFTP mode).
+                out.truncate(start);
+                job.size = job.offset;
+                continue;
+            }
+            out.truncate(data_start + got);
+            header.clear();
+            let len = u32::try_from(got).unwrap_or(u32::MAX);
+            request::write_header(&mut header, id, &handle, job.offset, len);
+            out[start..data_start].copy_from_slice(&header);
+            job.offset += u64::from(len);
+            job.awaiting += 1;
+            self.pending.insert(id, Pending::Write(job_id, u64::from(len)));
+            self.bytes_unanswered += u64::from(len);
+            self.observer.transferred(u64::from(len));
+            if let Some(limiter) = self.limiter.as_mut() {
+                limiter.consume(len as usize).await;
+            }
+            if self.conn.outgoing.len() >= SEND_AT {
+                self.send().await?;
+            }
+        }
+    }
+
+    /// Sends what is queued, handling the replies that arrive meanwhile.
+    async fn send(&mut self) -> Result<(), EngineError> {
+        while !self.conn.send_outgoing_reading().await? {
+            self.take_replies()?;
+        }
+        self.take_replies()
+    }
+
+    /// Waits until fewer than `files` files are open and the write window has
+    /// room, sending and handling replies meanwhile.
+    async fn make_room(&mut self, files: usize) -> Result<(), EngineError> {
+        loop {
+            self.take_replies()?;
+            self.pump().await?;
+            if self.jobs.len() < files && self.bytes_unanswered < MAX_BYTES {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Waits for every reply still due.
+    async fn settle_all(&mut self) -> Result<(), EngineError> {
+        loop {
+            self.take_replies()?;
+            self.pump().await?;
+            if self.pending.is_empty() {
+                self.send().await?;
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn upload_operand(
+        &mut self,
+        source: &Path,
+        target: &[u8],
+        target_is_dir: &mut bool,
+        several: bool,
+        target_display: &str,
+    ) -> Result<(), EngineError> {
+        self.operand_failed = false;
+        let path = strip_trailing_slashes(source);
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.error(format!("stat local \"{}\": {}", fs::display_path(&path), fs::errno_text(&e)));
+                return Ok(());
+            }
+        };
+        if several && !*target_is_dir {
+            // Several sources need a directory: OpenSSH makes it (writable by us).
+            let attrs = Attrs { permissions: Some((meta.mode() | 0o700) & 0o7777), ..Attrs::default() };
+            match self.call(|out, id| request::path_attrs(out, sftp::FXP_MKDIR, id, target, &attrs)).await? {
+                Ok(()) => *target_is_dir = true,
+                Err(code) => {
+                    let text = format!("remote mkdir \"{}\": {}", escape(target), sftp::status_text(code));
+                    self.error(text);
+                    return Ok(());
+                }
+            }
+        }
+        let Some(name) = operand_name(&Root::Host, &path) else {
+            self.error(format!("{}: not a file or directory name", fs::display_path(&path)));
+            return Ok(());
+        };
+        let destination = if *target_is_dir { path_append(target, name.as_bytes()) } else { target.to_vec() };
+        let is_dir = meta.is_dir();
+        if is_dir && self.options.recursive {
+            self.upload_tree(&path, &destination).await?;
+        } else {
+            self.upload_file(&path, &destination, &name, false).await?;
+        }
+        // The "failed to upload" line needs this operand's outcome: wait for it.
+        self.settle_all().await?;
+        if self.operand_failed {
+            let what = if is_dir && self.options.recursive { "directory" } else { "file" };
+            let text = format!("failed to upload {what} {} to {target_display}", fs::display_path(&path));
+            self.observer.local_error(&escape(text.as_bytes()));
+        }
+        Ok(())
+    }
+
+    /// Starts one file: opens the local file and sends the OPEN; the rest follows
+    /// as replies come ([`Self::pump`]).
+    async fn upload_file(
+        &mut self,
+        local: &Path,
+        remote: &[u8],
+        name: &FileName,
+        in_tree: bool,
+    ) -> Result<(), EngineError> {
+        let (file, meta) = match fs::open_source(&Root::Host, local) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.error(format!("open local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
+                return Ok(());
+            }
+        };
+        if !meta.is_file() {
+            self.error(format!("local \"{}\" is not a regular file", fs::display_path(local)));
+            return Ok(());
+        }
+        self.make_room(MAX_FILES).await?;
+        let mode = meta.mode() & 0o777;
+        let final_attrs = self.options.preserve.then(|| {
+            let times = fs::times_of(&meta);
+            let secs = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
+            Attrs {
+                permissions: Some(mode),
+                times: Some((secs(times.atime_sec), secs(times.mtime_sec))),
+                ..Attrs::default()
+            }
+        });
+        let job_id = self.next_job;
+        self.next_job += 1;
+        let id = self.id();
+        let open_attrs = Attrs { permissions: Some(mode), ..Attrs::default() };
+        request::open(
+            &mut self.conn.outgoing,
+            id,
+            remote,
+            sftp::FXF_WRITE | sftp::FXF_CREAT | sftp::FXF_TRUNC,
+            &open_attrs,
+        );
+        self.pending.insert(id, Pending::Open(job_id));
+        self.observer.file_started(name, meta.len());
+        if let Some(limiter) = self.limiter.as_mut() {
+            limiter.restart();
+        }
+        self.jobs.insert(
+            job_id,
+            Job {
+                local: local.to_path_buf(),
+                remote: remote.to_vec(),
+                file,
+                size: meta.len(),
+                offset: 0,
+                handle: None,
+                final_attrs,
+                awaiting: 1,
+                read_failed: false,
+                failed: false,
+                closing: false,
+                in_tree,
+            },
+        );
+        if self.conn.outgoing.len() >= SEND_AT {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// A directory and everything under it, depth first in readdir order.
+    async fn upload_tree(&mut self, local: &Path, remote: &[u8]) -> Result<(), EngineError> {
+        let mut stack: Vec<OpenDir> = Vec::new();
+        if let Some(dir) = self.enter_dir(local, remote, &stack).await? {
+            stack.push(dir);
+        }
+        while let Some(dir) = stack.last_mut() {
+            match dir.entries.next() {
+                Some(Ok(entry)) => {
+                    let local = dir.local.join(&entry);
+                    let remote = path_append(&dir.remote, entry.as_bytes());
+                    let Ok(name) = FileName::new(entry.as_bytes()) else { continue };
+                    let meta = match std::fs::metadata(&local) {
+                        Ok(meta) => meta,
+                        Err(e) => {
+                            self.error(format!(
+                                "stat local \"{}\": {}",
+                                fs::display_path(&local),
+                                fs::errno_text(&e)
+                            ));
+                            continue;
+                        }
+                    };
+                    if meta.is_dir() {
+                        if let Some(dir) = self.enter_dir(&local, &remote, &stack).await? {
+                            stack.push(dir);
+                        }
+                    } else if meta.is_file() {
+                        self.upload_file(&local, &remote, &name, true).await?;
+                    } else {
+                        // OpenSSH logs these and goes on, without counting an error.
+                        self.observer
+                            .local_error(&format!("{}: not a regular file", fs::display_path(&local)));
+                    }
+                }
+                Some(Err(e)) => {
+                    let text = format!(
+                        "read local dir \"{}\": {}",
+                        fs::display_path(&dir.local),
+                        fs::errno_text(&e)
+                    );
+                    self.error(text);
+                    self.leave_dir(&mut stack);
+                }
+                None => self.leave_dir(&mut stack),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes (or finds) the remote directory, waiting for the answer since its
+    /// contents depend on it; returns the local entries to send, its final
+    /// attributes and its identity, or None if it is skipped (reported).
+    async fn enter_dir(
+        &mut self,
+        local: &Path,
+        remote: &[u8],
+        ancestors: &[OpenDir],
+    ) -> Result<Option<OpenDir>, EngineError> {
+        let meta = match std::fs::metadata(local) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.error(format!("stat local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
+                return Ok(None);
+            }
+        };
+        let id = (meta.dev(), meta.ino());
+        if ancestors.iter().any(|dir| dir.id == id) {
+            self.error(format!("{}: directory loop, skipped", fs::display_path(local)));
+            return Ok(None);
+        }
+        let entries = match Root::Host.read_dir(local) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.error(format!("opendir \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
+                return Ok(None);
+            }
+        };
+        let mode = meta.mode() & 0o1777;
+        let times = self.options.preserve.then(|| {
+            let secs = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+            (secs(meta.atime()), secs(meta.mtime()))
+        });
+        let attrs = Attrs { permissions: Some(mode), times, ..Attrs::default() };
+        // Writable by us while its contents arrive; the real mode comes at the end.
+        let making = Attrs { permissions: Some(mode | 0o700), ..Attrs::default() };
+        let made =
+            self.call(|out, id| request::path_attrs(out, sftp::FXP_MKDIR, id, remote, &making)).await?;
+        if made.is_err() {
+            match self.stat(remote).await? {
+                Some(found) if found.is_dir() => {}
+                Some(_) => {
+                    self.error(format!("\"{}\" exists but is not a directory", escape(remote)));
+                    return Ok(None);
+                }
+                None => {
+                    self.error(format!(
+                        "remote mkdir \"{}\": {}",
+                        escape(remote),
+                        sftp::status_text(sftp::FX_FAILURE)
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(OpenDir { local: local.to_path_buf(), remote: remote.to_vec(), entries, attrs, id }))
+    }
+
+    /// Closes the innermost open directory: its SETSTAT goes out, not awaited.
+    fn leave_dir(&mut self, stack: &mut Vec<OpenDir>) {
+        if let Some(dir) = stack.pop() {
+            let id = self.id();
+            request::path_attrs(&mut self.conn.outgoing, sftp::FXP_SETSTAT, id, &dir.remote, &dir.attrs);
+            self.pending.insert(id, Pending::DirSetstat(dir.remote));
+        }
+    }
+}
+
+/// A directory being uploaded: its remaining local entries and what its remote
+/// twin gets at the end.
+struct OpenDir {
+    local: PathBuf,
+    remote: Vec<u8>,
+    entries: Entries,
+    attrs: Attrs,
+    /// (device, inode): a symlink back to an ancestor is a loop.
+    id: (u64, u64),
+}
+
+/// OpenSSH's `path_append`: one slash between, none doubled.
+fn path_append(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = dir.to_vec();
+    if !path.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+fn protocol(text: impl Into<String>) -> EngineError {
+    EngineError::Sftp(text.into())
+}

@@ -13,6 +13,8 @@ mod interop;
 mod local;
 #[path = "cli/plans.rs"]
 mod plans;
+#[path = "cli/sftp.rs"]
+mod sftp;
 #[path = "cli/ssh.rs"]
 mod ssh;
 #[path = "cli/usage.rs"]

@@ -319,6 +319,11 @@ fn rscp_client_up_and_down() {
     assert_same_tree(&f.local().join("tree"), &f.local().join("down"), true);
     assert_ok(&f.rscp(&["rscpd:up/*.bin", "."]), "rscp glob download");
     assert_eq!(fs::read(f.local().join("large.bin")).expect("read"), pseudo_random(3 << 20, 7));
+    // SFTP mode: the same tree through rscpd's sftp subsystem, and a file to `~`.
+    assert_ok(&f.rscp(&["-s", "-r", "-p", "tree", "rscpd:sftp-up"]), "rscp -s -rp upload");
+    assert_same_tree(&f.local().join("tree"), &f.root().join("sftp-up"), true);
+    assert_ok(&f.rscp(&["-s", "tree/large.bin", "rscpd:~/"]), "rscp -s file upload");
+    assert_eq!(fs::read(f.root().join("large.bin")).expect("read"), pseudo_random(3 << 20, 7));
     f.assert_outside_untouched();
 }
 

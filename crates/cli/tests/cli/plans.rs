@@ -34,23 +34,23 @@ use rscp_testkit::{KeyPair, KeyType, Sshd, SshdOptions, keygen, require, require
 use crate::*;
 
 /// The bound on one rscp, scp or ssh run.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long sshd may take to log a login.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One test's world: a client directory (0755, so that sshd's session can
 /// use it as the "remote" file system too), one client key, and the sshd
 /// instances it starts.
-struct Lab {
-    dir: tempfile::TempDir,
-    key: KeyPair,
+pub(crate) struct Lab {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key: KeyPair,
     /// One known_hosts file for every sshd of the lab.
     known_hosts: PathBuf,
 }
 
 impl Lab {
     /// `None` (skip) when OpenSSH is missing; panics under `RSCP_REQUIRE_PEERS=1`.
-    fn new() -> Option<Lab> {
+    pub(crate) fn new() -> Option<Lab> {
         if !require_openssh() {
             return None;
         }
@@ -63,11 +63,11 @@ impl Lab {
         Some(Lab { dir, key, known_hosts })
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn mkdir(&self, rel: &str) -> PathBuf {
+    pub(crate) fn mkdir(&self, rel: &str) -> PathBuf {
         let path = self.path(rel);
         fs::create_dir_all(&path).expect("mkdir");
         path
@@ -75,7 +75,7 @@ impl Lab {
 
     /// Starts an sshd that authorizes the lab's key, with `extra_config`
     /// lines, and adds its host key to the lab's known_hosts.
-    fn sshd(&self, extra_config: Vec<String>) -> Sshd {
+    pub(crate) fn sshd(&self, extra_config: Vec<String>) -> Sshd {
         let options = SshdOptions {
             extra_config,
             authorized_keys: vec![self.key.public_line.clone()],
@@ -96,7 +96,7 @@ impl Lab {
 
     /// rscp with `-F /dev/null`, the lab's known_hosts, strict checking, no
     /// agent, batch mode, the lab's key, `-P port`; then `first`.
-    fn rscp(&self, port: u16, first: &[&str]) -> Command {
+    pub(crate) fn rscp(&self, port: u16, first: &[&str]) -> Command {
         let mut cmd = rscp(self.dir.path());
         clean_env(&mut cmd);
         cmd.args(["-F", "/dev/null"]);
@@ -108,7 +108,7 @@ impl Lab {
     }
 
     /// OpenSSH's `scp -O` set up like [`Lab::rscp`].
-    fn openssh_scp(&self, port: u16, first: &[&str]) -> Command {
+    pub(crate) fn openssh_scp(&self, port: u16, first: &[&str]) -> Command {
         let mut cmd = Command::new("scp");
         cmd.current_dir(self.dir.path());
         clean_env(&mut cmd);
@@ -121,7 +121,7 @@ impl Lab {
     }
 
     /// `127.0.0.1:` + the absolute path of `rel`.
-    fn remote(&self, rel: &str) -> String {
+    pub(crate) fn remote(&self, rel: &str) -> String {
         format!("127.0.0.1:{}", self.path(rel).display())
     }
 
@@ -152,7 +152,7 @@ impl Lab {
 }
 
 /// `-o` options every run gets.
-const SSH_OPTIONS: [&str; 10] = [
+pub(crate) const SSH_OPTIONS: [&str; 10] = [
     "-o",
     "GlobalKnownHostsFile=/dev/null",
     "-o",
@@ -166,7 +166,7 @@ const SSH_OPTIONS: [&str; 10] = [
 ];
 
 /// No agent, no askpass, no display.
-fn clean_env(cmd: &mut Command) {
+pub(crate) fn clean_env(cmd: &mut Command) {
     for var in ["SSH_AUTH_SOCK", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY", "WAYLAND_DISPLAY"] {
         cmd.env_remove(var);
     }
@@ -178,18 +178,18 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// Runs `cmd` with `operands` appended, stdin empty.
-fn exec_with(mut cmd: Command, operands: &[OsString]) -> Output {
+pub(crate) fn exec_with(mut cmd: Command, operands: &[OsString]) -> Output {
     cmd.args(operands);
     run_with(&mut cmd, b"", RUN_TIMEOUT)
 }
 
 #[track_caller]
-fn assert_ok(out: &Output, what: &str) {
+pub(crate) fn assert_ok(out: &Output, what: &str) {
     assert!(out.code == Some(0), "{what} failed ({:?}):\n{}", out.code, out.stderr_text());
 }
 
 /// stderr with `\r\n` made `\n`.
-fn text(stderr: &[u8]) -> String {
+pub(crate) fn text(stderr: &[u8]) -> String {
     String::from_utf8_lossy(stderr).replace("\r\n", "\n")
 }
 
@@ -222,7 +222,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// A tree with varied sizes, modes and times: an empty directory, a
 /// directory 0700, a read-only file, an executable, an empty file, a name
 /// with spaces, and a file of 300 000 pseudo-random bytes.
-fn make_tree(root: &Path, seed: u64) {
+pub(crate) fn make_tree(root: &Path, seed: u64) {
     fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
     fs::create_dir(root.join("empty dir")).expect("mkdir");
     let files: [(&str, Vec<u8>, u32); 5] = [
@@ -285,7 +285,7 @@ impl Expect {
 /// Runs a copy that must succeed, then checks each `(source, copy)` pair
 /// against the source as it was before the copy (`-p`: metadata too).
 #[track_caller]
-fn copy_checked(what: &str, cmd: Command, operands: &[OsString], pairs: &[(PathBuf, PathBuf)]) {
+pub(crate) fn copy_checked(what: &str, cmd: Command, operands: &[OsString], pairs: &[(PathBuf, PathBuf)]) {
     let before: Vec<Expect> = pairs.iter().map(|(src, _)| Expect::of(src)).collect();
     let out = exec_with(cmd, operands);
     assert_ok(&out, what);
@@ -614,7 +614,7 @@ fn globs_braces_home_and_shell_special_names() {
 }
 
 /// The home directory of `user`, from /etc/passwd.
-fn home_of(user: &str) -> PathBuf {
+pub(crate) fn home_of(user: &str) -> PathBuf {
     let passwd = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
     let line = passwd.lines().find(|l| l.starts_with(&format!("{user}:"))).expect("user in /etc/passwd");
     PathBuf::from(line.split(':').nth(5).expect("home field"))

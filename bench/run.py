@@ -275,8 +275,10 @@ def rscpd_argv(rscpd, env, port):
 
 
 class Tool:
-    def __init__(self, key, label, argv_fn, note=""):
+    def __init__(self, key, label, argv_fn, note="", directions=("up", "down")):
         self.key, self.label, self.argv_fn, self.note = key, label, argv_fn, note
+        # The copy directions the tool serves (rscp -s: uploads only so far).
+        self.directions = directions
 
     def argv(self, env, endpoint, recursive, src, dst):
         return self.argv_fn(env, endpoint, recursive, src, dst)
@@ -290,6 +292,8 @@ def make_tools(env, rscp):
     r = lambda rec: ["-r"] if rec else []
     tools = [
         Tool("rscp", "rscp", lambda e, ep, rec, s, d: [rscp, "-q", "-F", e.cfg, *r(rec), s, d]),
+        Tool("rscp-s", "rscp -s (SFTP)", lambda e, ep, rec, s, d: [rscp, "-s", "-q", "-F", e.cfg, *r(rec), s, d],
+             directions=("up",)),
         Tool("scp-O", "scp -O", lambda e, ep, rec, s, d: ["scp", "-O", "-q", "-F", e.cfg, *r(rec), s, d]),
         Tool("scp-sftp", "scp (SFTP)", lambda e, ep, rec, s, d: ["scp", "-q", "-F", e.cfg, *r(rec), s, d]),
     ]
@@ -425,7 +429,7 @@ def run_case(env, case, tools, runs, timeout):
     timed_out = set()  # tools that hit the limit once: not run again in this case
     for rnd in range(runs):
         for tool in tools:  # interleaved: A B C A B C ...
-            if tool.key in timed_out:
+            if tool.key in timed_out or case.direction not in tool.directions:
                 continue
             shutil.rmtree(env.dst, ignore_errors=True)
             os.makedirs(env.dst)
@@ -466,6 +470,8 @@ def summarize(env, case, tools, results):
     base = results.get("scp-O")
     base_med = statistics.median(base.wall) if base and base.wall else None
     for t in tools:
+        if case.direction not in t.directions:
+            continue
         r = results[t.key]
         row = {"case": case, "tool": t, "runs": len(r.wall), "errors": r.errors}
         if r.wall:
@@ -735,6 +741,11 @@ def main():
                 to_rscpd = Tool("rscp-rscpd", "rscp -> rscpd", tools[0].argv_fn)
                 to_rscpd.endpoint = "rscpd"
                 case_tools = [to_rscpd, sshd_scp]
+                sftp = next((t for t in tools if t.key == "rscp-s"), None)
+                if sftp and case.direction in sftp.directions:
+                    sftp_to_rscpd = Tool("rscp-s-rscpd", "rscp -s -> rscpd", sftp.argv_fn, directions=sftp.directions)
+                    sftp_to_rscpd.endpoint = "rscpd"
+                    case_tools.insert(1, sftp_to_rscpd)
             else:
                 case_tools = tools
             log(f"({case.cid}) {case.title}: {args.runs} rounds x {len(case_tools)} tools")

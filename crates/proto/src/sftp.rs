@@ -478,4 +478,23 @@ mod tests {
         assert_eq!(len + 4, out.len());
         assert_eq!(out[4], FXP_WRITE);
     }
+
+    proptest::proptest! {
+        /// Whatever a server sends: a reply, `None` (more needed) or `Malformed`,
+        /// and a reply never claims more bytes than it was given.
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+                                         kind in proptest::sample::select(vec![FXP_VERSION, FXP_STATUS, FXP_HANDLE,
+                                             FXP_DATA, FXP_NAME, FXP_ATTRS, FXP_EXTENDED_REPLY, 0, 255])) {
+            // Half the cases framed: a plausible length and type, then noise.
+            let mut framed = u32::try_from(bytes.len() + 1).unwrap_or(0).to_be_bytes().to_vec();
+            framed.push(kind);
+            framed.extend_from_slice(&bytes);
+            for input in [&bytes, &framed] {
+                if let Ok(Some((_, used))) = Reply::parse(input) {
+                    proptest::prop_assert!(used <= input.len());
+                }
+            }
+        }
+    }
 }

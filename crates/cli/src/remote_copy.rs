@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use rscp_engine::sftp_parallel::SPLIT_MIN;
 use rscp_engine::sftp_upload::{self, SftpUploadOptions};
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
@@ -212,18 +213,67 @@ async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target:
     };
     let (reader, writer, exit) = remote.into_parts();
     let mut conn = Conn::new(reader, writer);
+    let helper = helper_connection(flags, &session, sources, target).await;
+    let mut helper_parts = helper.map(|(client, remote)| {
+        let (reader, writer, exit) = remote.into_parts();
+        (client, Conn::new(reader, writer), exit)
+    });
     let options = SftpUploadOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,
         limit_kbits: flags.limit_kbps,
     };
     let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
-    let result = sftp_upload::upload(&mut conn, sources, &target.path, options, &mut report).await;
+    let helper_conn = helper_parts.as_mut().map(|(_, conn, _)| conn);
+    let result =
+        sftp_upload::upload(&mut conn, helper_conn, sources, &target.path, options, &mut report).await;
     let _ = conn.shutdown().await;
     drop(conn);
     let status = exit.wait().await;
+    if let Some((client, mut conn, exit)) = helper_parts {
+        let _ = conn.shutdown().await;
+        drop(conn);
+        let _ = exit.wait().await;
+        client.close().await;
+    }
     session.close().await;
     finished(result) && status.success()
+}
+
+/// A second connection's SFTP stream for large files (`rscp_engine::sftp_parallel`):
+/// only with the native client, without `-l`, when a source is a file of
+/// `SPLIT_MIN` or more, unless `RSCP_PARALLEL=0`; and only if it logs in
+/// without asking anything (batch mode) and without a word (quiet). Otherwise
+/// the copy runs on one connection, as it would have.
+async fn helper_connection(
+    flags: &Flags,
+    session: &Session,
+    sources: &[PathBuf],
+    target: &RemotePath,
+) -> Option<(Client, Remote)> {
+    if !matches!(session, Session::Native(_))
+        || flags.limit_kbps.is_some()
+        || std::env::var_os("RSCP_PARALLEL").is_some_and(|v| v == "0")
+    {
+        return None;
+    }
+    let large = |path: &PathBuf| std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() >= SPLIT_MIN);
+    if !sources.iter().any(large) {
+        return None;
+    }
+    let quiet = Flags { batch: true, quiet: true, ..flags.clone() };
+    let route = transport::resolve(&quiet, target).ok()?;
+    let client = transport::connect(&quiet, &route).await.ok()?;
+    match client.subsystem("sftp").await {
+        Ok(remote) => {
+            debug(flags, "Opened a second connection for large files");
+            Some((client, remote))
+        }
+        Err(_) => {
+            client.close().await;
+            None
+        }
+    }
 }
 
 /// Remote sources to a local target: one `scp -f` per source, one connection per

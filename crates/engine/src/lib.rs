@@ -12,6 +12,7 @@ pub mod heap;
 pub mod limit;
 pub mod observer;
 pub mod root;
+pub mod sftp_parallel;
 pub mod sftp_upload;
 pub mod sink;
 pub mod source;

@@ -19,6 +19,7 @@
 //! A missing local source is reported and skipped, where OpenSSH's scp exits:
 //! the other sources still arrive.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -37,6 +38,7 @@ use crate::fs;
 use crate::limit::{LIMITED_CHUNK, Limiter};
 use crate::observer::Observer;
 use crate::root::{Entries, MetadataExt as _, Root};
+use crate::sftp_parallel::{Lockstep, RangeFailure, SPLIT_MIN, write_range};
 use crate::source::{operand_name, strip_trailing_slashes};
 
 /// Files open on the server at once (OpenSSH's server allows hundreds).
@@ -67,8 +69,13 @@ pub struct SftpUploadOptions {
 /// Uploads `sources` to `target` (the remote path as typed) over an SFTP
 /// session on `conn`. Per-file problems are reported and counted; the copy goes
 /// on. Returns the error count, or why the session broke off.
+///
+/// `helper`, a second connection's SFTP stream, if given, writes the second half
+/// of every file of [`SPLIT_MIN`] or more (see [`crate::sftp_parallel`]); it is
+/// started when the first such file comes, and left alone if it fails to start.
 pub async fn upload<R, W>(
     conn: &mut Conn<R, W>,
+    helper: Option<&mut Conn<R, W>>,
     sources: &[PathBuf],
     target: &[u8],
     options: SftpUploadOptions,
@@ -80,6 +87,7 @@ where
 {
     let mut session = Session {
         conn,
+        helper: helper.map_or(Helper::None, Helper::Idle),
         observer,
         options,
         next_id: 0,
@@ -158,8 +166,19 @@ enum Answer {
     Extended(Vec<u8>),
 }
 
+/// The second connection for large files, through its life.
+enum Helper<'a, R, W> {
+    None,
+    /// Given, not started yet.
+    Idle(&'a mut Conn<R, W>),
+    Ready(Lockstep<'a, R, W>),
+    /// Failed to start, or its connection broke: large files go whole.
+    Broken,
+}
+
 struct Session<'a, R, W> {
     conn: &'a mut Conn<R, W>,
+    helper: Helper<'a, R, W>,
     observer: &'a mut dyn Observer,
     options: SftpUploadOptions,
     next_id: u32,
@@ -611,6 +630,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             self.error(format!("local \"{}\" is not a regular file", fs::display_path(local)));
             return Ok(());
         }
+        if meta.len() >= SPLIT_MIN && self.limiter.is_none() && self.start_helper().await? {
+            return self.upload_split(local, remote, name, &file, &meta, in_tree).await;
+        }
         self.make_room(MAX_FILES).await?;
         let mode = meta.mode() & 0o777;
         let final_attrs = self.options.preserve.then(|| {
@@ -659,6 +681,151 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             self.send().await?;
         }
         Ok(())
+    }
+
+    /// Starts the helper connection's SFTP session if there is one and it is not
+    /// started yet; true if it is ready.
+    async fn start_helper(&mut self) -> Result<bool, EngineError> {
+        match std::mem::replace(&mut self.helper, Helper::Broken) {
+            Helper::Idle(conn) => match Lockstep::start(conn).await {
+                Ok(ready) => self.helper = Helper::Ready(ready),
+                Err(e) => self.observer.debug(&format!("helper connection unused: {e}")),
+            },
+            other => self.helper = other,
+        }
+        Ok(matches!(self.helper, Helper::Ready(_)))
+    }
+
+    /// A large file in two halves at once: the first through this connection,
+    /// the second through the helper's. Opened here with `TRUNC` first, then
+    /// there without; given its times and mode here (`-p`); closed on both.
+    async fn upload_split(
+        &mut self,
+        local: &Path,
+        remote: &[u8],
+        name: &FileName,
+        file: &File,
+        meta: &cap_std::fs::Metadata,
+        in_tree: bool,
+    ) -> Result<(), EngineError> {
+        // Nothing else may be in flight on either connection meanwhile.
+        self.settle_all().await?;
+        let size = meta.len();
+        let mode = meta.mode() & 0o777;
+        self.observer.file_started(name, size);
+        let id = self.id();
+        let open_attrs = Attrs { permissions: Some(mode), ..Attrs::default() };
+        let flags = sftp::FXF_WRITE | sftp::FXF_CREAT | sftp::FXF_TRUNC;
+        request::open(&mut self.conn.outgoing, id, remote, flags, &open_attrs);
+        let handle = match self.await_answer(id).await? {
+            Answer::Name(handle) => handle,
+            Answer::Status(code) => {
+                self.error(format!("dest open \"{}\": {}", escape(remote), sftp::status_text(code)));
+                self.split_failed(local, remote, in_tree);
+                return Ok(());
+            }
+            _ => return Err(protocol("unexpected reply to OPEN")),
+        };
+        let Helper::Ready(helper) = &mut self.helper else { return Err(protocol("helper connection lost")) };
+        let helper_handle = match helper.open(remote).await {
+            Ok(Ok(handle)) => Some(handle),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        // Halves on a WRITE boundary; without a helper handle the first is all.
+        let half = (size / 2) / u64::from(self.write_len) * u64::from(self.write_len);
+        let mid = if helper_handle.is_some() { half.max(1) } else { size };
+        let observer = RefCell::new(&mut *self.observer);
+        let first = write_range(
+            self.conn,
+            &mut self.next_id,
+            &handle,
+            file,
+            (0, mid),
+            self.write_len,
+            MAX_BYTES,
+            &observer,
+        );
+        let (first, second) = match (&mut self.helper, &helper_handle) {
+            (Helper::Ready(helper), Some(helper_handle)) => {
+                let second = write_range(
+                    helper.conn,
+                    &mut helper.next_id,
+                    helper_handle,
+                    file,
+                    (mid, size),
+                    self.write_len,
+                    MAX_BYTES,
+                    &observer,
+                );
+                tokio::join!(first, second)
+            }
+            _ => (first.await, Ok(Ok(()))),
+        };
+        let mut failure = None;
+        let helper_closed = match (second, &mut self.helper, helper_handle) {
+            (Ok(result), Helper::Ready(helper), Some(helper_handle)) => {
+                failure = result.err();
+                helper.close(&helper_handle).await.ok()
+            }
+            (Ok(result), _, _) => {
+                failure = result.err();
+                Some(sftp::FX_OK)
+            }
+            (Err(e), _, _) => {
+                // The helper's connection broke: this file fails, the copy goes on alone.
+                self.observer.debug(&format!("helper connection lost: {e}"));
+                self.helper = Helper::Broken;
+                None
+            }
+        };
+        if let Some(first_failure) = first?.err() {
+            failure = Some(first_failure);
+        }
+        match failure {
+            Some(RangeFailure::Refused(code)) => {
+                self.error(format!("write remote \"{}\": {}", escape(remote), sftp::status_text(code)));
+            }
+            Some(RangeFailure::Read(e)) => {
+                self.error(format!("read local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
+            }
+            None if helper_closed.is_none() => {
+                self.error(format!(
+                    "write remote \"{}\": {}",
+                    escape(remote),
+                    sftp::status_text(sftp::FX_CONNECTION_LOST)
+                ));
+            }
+            None => {}
+        }
+        if self.options.preserve {
+            let times = fs::times_of(meta);
+            let secs = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
+            let attrs = Attrs {
+                permissions: Some(mode),
+                times: Some((secs(times.atime_sec), secs(times.mtime_sec))),
+                ..Attrs::default()
+            };
+            if let Err(code) = self.call(|out, id| request::fsetstat(out, id, &handle, &attrs)).await? {
+                self.error(format!("remote fsetstat \"{}\": {}", escape(remote), sftp::status_text(code)));
+            }
+        }
+        let closed = self.call(|out, id| request::handle(out, sftp::FXP_CLOSE, id, &handle)).await?;
+        for code in [closed.err(), helper_closed.filter(|&c| c != sftp::FX_OK)].into_iter().flatten() {
+            self.error(format!("close remote \"{}\": {}", escape(remote), sftp::status_text(code)));
+        }
+        let ok = !self.operand_failed;
+        if !ok {
+            self.split_failed(local, remote, in_tree);
+        }
+        self.observer.file_finished(ok);
+        Ok(())
+    }
+
+    fn split_failed(&mut self, local: &Path, remote: &[u8], in_tree: bool) {
+        if in_tree {
+            let text = format!("Uploading of file {} to {} failed!", fs::display_path(local), escape(remote));
+            self.observer.local_error(&text);
+        }
     }
 
     /// A directory and everything under it, depth first in readdir order.

@@ -200,7 +200,7 @@ fn logins(sshd: &Sshd) -> usize {
 
 /// Waits until sshd has logged at least `n` logins, then a little longer
 /// so that a late extra one is seen too; returns the count.
-fn settled_logins(sshd: &Sshd, n: usize) -> usize {
+pub(crate) fn settled_logins(sshd: &Sshd, n: usize) -> usize {
     let deadline = Instant::now() + LOG_TIMEOUT;
     while logins(sshd) < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::plans::{Lab, RUN_TIMEOUT, assert_ok, copy_checked, exec_with, make_tree, text};
+use crate::plans::{Lab, RUN_TIMEOUT, assert_ok, copy_checked, exec_with, make_tree, settled_logins, text};
 use crate::*;
 
 /// Relative path -> (type, permission bits, contents) of every entry under `root`.
@@ -112,6 +112,44 @@ fn a_big_file_arrives_whole() {
     );
     assert_ok(&out, "limited upload");
     assert!(fs::read(lab.path("got/small")).expect("read") == small);
+}
+
+/// A file of 64 MiB or more goes over two connections, half each, when a
+/// second one logs in without asking; `-p` and the content come out whole.
+/// `RSCP_PARALLEL=0` keeps it to one connection.
+#[test]
+fn a_large_file_goes_over_two_connections() {
+    let Some(lab) = Lab::new() else { return };
+    let sshd = lab.sshd(Vec::new());
+    let size = 64 * 1024 * 1024 + 77_777;
+    let data = pseudo_random(size, 9);
+    write_file(&lab.path("large"), &data, 0o640);
+    set_times(&lab.path("large"), 1_500_000_000, 1_600_000_000);
+    lab.mkdir("got");
+    // An old, longer file in the way: truncated first, then written in halves.
+    write_file(&lab.path("got/large"), &vec![7u8; size + 4096], 0o600);
+    let out = exec_with(
+        lab.rscp(sshd.port, &["-s", "-p", "-v"]),
+        &[lab.path("large").into(), lab.remote("got/large").into()],
+    );
+    assert_ok(&out, "split upload");
+    assert!(
+        text(&out.stderr).contains("Opened a second connection for large files"),
+        "{}",
+        out.stderr_text()
+    );
+    assert_eq!(settled_logins(&sshd, 2), 2, "two logins");
+    // Metadata first: reading the copy moves its atime.
+    assert_eq!(mode_of(&lab.path("got/large")) & 0o7777, 0o640);
+    assert_eq!(times_of(&lab.path("got/large")), (1_500_000_000, 1_600_000_000));
+    assert!(fs::read(lab.path("got/large")).expect("read") == data, "contents differ");
+
+    let mut cmd = lab.rscp(sshd.port, &["-s"]);
+    cmd.env("RSCP_PARALLEL", "0");
+    let out = exec_with(cmd, &[lab.path("large").into(), lab.remote("got/again").into()]);
+    assert_ok(&out, "single upload");
+    assert_eq!(settled_logins(&sshd, 3), 3, "one more login");
+    assert!(fs::read(lab.path("got/again")).expect("read") == data, "contents differ");
 }
 
 #[test]

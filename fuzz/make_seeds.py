@@ -162,6 +162,37 @@ for i, o in enumerate(["a`touch pwned`b:x", "a$(id)b:x", "u$(id)@h:x", "-oProxyC
                        "scp://u%3bid@h/x", "u\\@h:x", "h\tx:y", "[a|b]:x", "u$x@h-1.example_2:f"]):
     add("operand_parse", "shell_in_host_or_user%02d" % i, o.encode())
 
+# SFTP replies as a server sends them to `rscp -s` (big-endian framing, v3).
+def sftp(kind, body):
+    return (len(body) + 1).to_bytes(4, "big") + bytes([kind]) + body
+
+
+def u32(v):
+    return v.to_bytes(4, "big")
+
+
+def sstr(b):
+    return u32(len(b)) + b
+
+
+VERSION = sftp(2, u32(3) + sstr(b"limits@openssh.com") + sstr(b"1") + sstr(b"expand-path@openssh.com") + sstr(b"1"))
+DIR_ATTRS = u32(0x0F) + (0).to_bytes(8, "big") + u32(0) + u32(0) + u32(0o40755) + u32(1) + u32(2)
+add("sftp_reply", "version", VERSION)
+add("sftp_reply", "upload_transcript", VERSION + sftp(105, u32(1) + DIR_ATTRS) + sftp(102, u32(2) + sstr(b"h0"))
+    + sftp(101, u32(3) + u32(0) + sstr(b"Success") + sstr(b"")) + sftp(101, u32(4) + u32(0) + sstr(b"Success") + sstr(b"")))
+add("sftp_reply", "limits_reply", sftp(201, u32(1) + (262144).to_bytes(8, "big") + (261120).to_bytes(8, "big") * 2
+    + (1019).to_bytes(8, "big")))
+add("sftp_reply", "name_two_entries", sftp(104, u32(5) + u32(2) + sstr(b"a") + sstr(b"-rw a") + u32(0)
+    + sstr(b"..") + sstr(b"d .." ) + DIR_ATTRS))
+add("sftp_reply", "status_without_message", sftp(101, u32(9) + u32(4)))
+add("sftp_reply", "data", sftp(103, u32(6) + sstr(b"payload\0\1")))
+add("sftp_reply", "attrs_extended", sftp(105, u32(7) + u32(0x80000004) + u32(0o100644) + u32(1) + sstr(b"x@y") + sstr(b"v")))
+add("sftp_reply", "too_long", (0x40001).to_bytes(4, "big") + b"\x65")
+add("sftp_reply", "zero_length", u32(0))
+add("sftp_reply", "huge_name_count", sftp(104, u32(1) + u32(0xFFFFFFFF)))
+add("sftp_reply", "request_type", sftp(3, u32(1) + sstr(b"/etc/passwd")))
+add("sftp_reply", "string_past_end", sftp(102, u32(1) + u32(99) + b"ab"))
+
 if __name__ == "__main__":
     total = 0
     for target, files in SEEDS.items():

@@ -17,6 +17,7 @@ use rscp_proto::filter::{self, NameFilter};
 use rscp_proto::message::{FileHeader, Message, Mode, Times};
 use rscp_proto::name::FileName;
 use rscp_proto::operand::{self, Operand, OperandError, RemotePath};
+use rscp_proto::sftp::{self, Reply as SftpReply};
 use rscp_proto::sink::{Sink, SinkConfig, SinkError, SinkEvent};
 use rscp_proto::source::{Settled, Source, SourceError, SourceEvent};
 use rscp_proto::wire::{self, Incoming, Reply};
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("name_filter", name_filter),
     ("quote_path", quote_path),
     ("operand_parse", operand_parse),
+    ("sftp_reply", sftp_reply),
 ];
 
 /// A stream of decisions taken from the input, cycling over its bits (all zero: yes).
@@ -1115,5 +1117,94 @@ pub fn operand_parse(data: &[u8]) {
         let reparsed =
             parse_remote(&again).unwrap_or_else(|e| panic!("{again:?} (from {arg:?}) refused: {e}"));
         assert_eq!(reparsed, parsed, "{again:?} from {arg:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sftp_reply
+
+/// Encodes a parsed reply again, with the framing `rscp -s` reads.
+fn encode_sftp_reply(reply: &SftpReply) -> Vec<u8> {
+    let mut out = Vec::new();
+    let start = match reply {
+        SftpReply::Version { version, extensions } => {
+            let start = sftp::begin(&mut out, sftp::FXP_VERSION, *version);
+            for (name, data) in extensions {
+                sftp::put_str(&mut out, name);
+                sftp::put_str(&mut out, data);
+            }
+            start
+        }
+        SftpReply::Status { id, code, message } => {
+            let start = sftp::begin(&mut out, sftp::FXP_STATUS, *id);
+            sftp::put_u32(&mut out, *code);
+            sftp::put_str(&mut out, message);
+            start
+        }
+        SftpReply::Handle { id, handle } => {
+            let start = sftp::begin(&mut out, sftp::FXP_HANDLE, *id);
+            sftp::put_str(&mut out, handle);
+            start
+        }
+        SftpReply::Data { id, data } => {
+            let start = sftp::begin(&mut out, sftp::FXP_DATA, *id);
+            sftp::put_str(&mut out, data);
+            start
+        }
+        SftpReply::Name { id, entries } => {
+            let start = sftp::begin(&mut out, sftp::FXP_NAME, *id);
+            sftp::put_u32(&mut out, u32::try_from(entries.len()).unwrap_or(u32::MAX));
+            for (name, long, attrs) in entries {
+                sftp::put_str(&mut out, name);
+                sftp::put_str(&mut out, long);
+                attrs.put(&mut out);
+            }
+            start
+        }
+        SftpReply::Attrs { id, attrs } => {
+            let start = sftp::begin(&mut out, sftp::FXP_ATTRS, *id);
+            attrs.put(&mut out);
+            start
+        }
+        SftpReply::Extended { id, data } => {
+            let start = sftp::begin(&mut out, sftp::FXP_EXTENDED_REPLY, *id);
+            out.extend_from_slice(data);
+            start
+        }
+    };
+    sftp::finish(&mut out, start);
+    out
+}
+
+/// Whatever an SFTP server sends, `Reply::parse` answers "more", "malformed" or
+/// one reply that used exactly its framed length; a reply survives being encoded
+/// and parsed again; and cutting a parsed reply short only ever asks for more.
+pub fn sftp_reply(data: &[u8]) {
+    let mut rest = data;
+    // A stream of replies, as `rscp -s` takes them from its buffer.
+    while let Ok(Some((reply, used))) = SftpReply::parse(rest) {
+        let declared = rest.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        assert_eq!(used, declared + 4, "a reply uses its framed length");
+        assert!(used <= rest.len());
+        let again = encode_sftp_reply(&reply);
+        if !matches!(reply, SftpReply::Status { .. }) || again.len() <= sftp::MAX_PACKET {
+            // A STATUS without a message is re-encoded with an empty one: same reply.
+            match SftpReply::parse(&again) {
+                Ok(Some((reparsed, n))) => {
+                    assert_eq!(n, again.len(), "the re-encoded reply is used whole");
+                    assert_eq!(reparsed, reply, "a reply survives encoding");
+                }
+                other => {
+                    // Only a reply grown past the limit by re-encoding may fail.
+                    assert!(again.len() > sftp::MAX_PACKET, "re-encoded reply refused: {other:?}");
+                }
+            }
+        }
+        for cut in [0, 1, 3, 4, used / 2, used.saturating_sub(1)] {
+            if cut < used {
+                assert_eq!(SftpReply::parse(&rest[..cut]), Ok(None), "a cut reply asks for more");
+            }
+        }
+        rest = &rest[used..];
     }
 }

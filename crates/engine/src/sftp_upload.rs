@@ -99,6 +99,7 @@ where
         write_len: DEFAULT_WRITE,
         errors: 0,
         operand_failed: false,
+        stopped: false,
         limiter: options.limit_kbits.map(Limiter::from_kbits),
     };
     let extensions = session.init().await?;
@@ -115,6 +116,9 @@ where
         session
             .upload_operand(source, &prepared, &mut target_is_dir, sources.len() > 1, &target_display)
             .await?;
+        if session.stopped {
+            break;
+        }
     }
     session.settle_all().await?;
     Ok(Summary { errors: session.errors })
@@ -135,6 +139,14 @@ enum Pending {
     /// A request awaited by [`Session::call`] or [`Session::stat`]: its reply is
     /// kept until taken.
     Awaited,
+}
+
+/// A request on an open file, for its reply's wording.
+#[derive(Debug, Clone, Copy)]
+enum JobRequest {
+    Write,
+    Fsetstat,
+    Close,
 }
 
 /// One file on its way: opened, written, closed.
@@ -192,6 +204,8 @@ struct Session<'a, R, W> {
     errors: u32,
     /// Something under the current top-level source failed.
     operand_failed: bool,
+    /// The target directory several sources need could not be made: no source goes.
+    stopped: bool,
     limiter: Option<Limiter>,
 }
 
@@ -256,13 +270,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             return Ok(Some(b".".to_vec()));
         }
         if let Some(rest) = target.strip_prefix(b"~/") {
+            // `~//x` is `x`, not `/x`: every slash after the tilde goes.
+            let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+            let rest = &rest[start..];
             return Ok(Some(if rest.is_empty() { b".".to_vec() } else { rest.to_vec() }));
         }
         if !target.starts_with(b"~") {
             return Ok(Some(target.to_vec()));
         }
         if !can_expand {
-            self.error("server does not support tilde expansion in paths".into());
+            self.error("server expand-path extension is required for ~user paths in SFTP mode".into());
             return Ok(None);
         }
         let id = self.id();
@@ -388,28 +405,43 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             },
             Pending::Write(job, len) => {
                 self.bytes_unanswered -= len;
-                self.job_reply(job, code, "write remote")?;
+                self.job_reply(job, code, JobRequest::Write)?;
             }
-            Pending::Fsetstat(job) => self.job_reply(job, code, "remote fsetstat")?,
-            Pending::Close(job) => self.job_reply(job, code, "close remote")?,
+            Pending::Fsetstat(job) => self.job_reply(job, code, JobRequest::Fsetstat)?,
+            Pending::Close(job) => self.job_reply(job, code, JobRequest::Close)?,
             Pending::DirSetstat(path) => {
+                // Said, not counted: OpenSSH's scp goes on and exits 0.
                 if let Some(code) = code.filter(|&c| c != sftp::FX_OK) {
-                    self.error(format!("remote setstat \"{}\": {}", escape(&path), sftp::status_text(code)));
+                    let text = format!("remote setstat \"{}\": {}", escape(&path), sftp::status_text(code));
+                    self.observer.local_error(&text);
                 }
             }
         }
         Ok(())
     }
 
-    /// A status for one of a job's requests after its OPEN.
-    fn job_reply(&mut self, job_id: u64, code: Option<u32>, what: &str) -> Result<(), EngineError> {
+    /// A status for one of a job's requests after its OPEN, worded as OpenSSH
+    /// 9.2's scp words it. A refused FSETSTAT (`-p`) is said but fails nothing,
+    /// as there.
+    fn job_reply(&mut self, job_id: u64, code: Option<u32>, request: JobRequest) -> Result<(), EngineError> {
         let Some(code) = code else { return Err(protocol("unexpected reply to a file request")) };
         let Some(job) = self.jobs.get_mut(&job_id) else { return Ok(()) };
         job.awaiting -= 1;
-        if code != sftp::FX_OK && !job.failed {
-            job.failed = true;
-            let text = format!("{what} \"{}\": {}", escape(&job.remote), sftp::status_text(code));
-            self.error(text);
+        if code != sftp::FX_OK {
+            let text = sftp::status_text(code);
+            match request {
+                JobRequest::Fsetstat => self.observer.local_error(&format!("remote fsetstat: {text}")),
+                JobRequest::Close => {
+                    job.failed = true;
+                    self.error(format!("close remote: {text}"));
+                }
+                JobRequest::Write if !job.failed => {
+                    job.failed = true;
+                    let text = format!("write remote \"{}\": {text}", escape(&job.remote));
+                    self.error(text);
+                }
+                JobRequest::Write => {}
+            }
         }
         let done = self.jobs.get(&job_id).is_some_and(|job| job.closing && job.awaiting == 0);
         if done && let Some(job) = self.jobs.remove(&job_id) {
@@ -427,12 +459,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
 
     /// OpenSSH's line after a failed file inside a tree.
     fn job_failed_message(&mut self, job: &Job) {
-        if job.in_tree {
-            let text = format!(
-                "Uploading of file {} to {} failed!",
-                fs::display_path(&job.local),
-                escape(&job.remote)
-            );
+        self.tree_file_failed(&job.local, &job.remote, job.in_tree);
+    }
+
+    fn tree_file_failed(&mut self, local: &Path, remote: &[u8], in_tree: bool) {
+        if in_tree {
+            let text = format!("upload \"{}\" to \"{}\" failed", fs::display_path(local), escape(remote));
             self.observer.local_error(&text);
         }
     }
@@ -583,8 +615,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             match self.call(|out, id| request::path_attrs(out, sftp::FXP_MKDIR, id, target, &attrs)).await? {
                 Ok(()) => *target_is_dir = true,
                 Err(code) => {
+                    // No directory for the sources: OpenSSH's scp stops here too.
                     let text = format!("remote mkdir \"{}\": {}", escape(target), sftp::status_text(code));
                     self.error(text);
+                    self.stopped = true;
                     return Ok(());
                 }
             }
@@ -710,6 +744,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     ) -> Result<(), EngineError> {
         // Nothing else may be in flight on either connection meanwhile.
         self.settle_all().await?;
+        let errors_before = self.errors;
         let size = meta.len();
         let mode = meta.mode() & 0o777;
         self.observer.file_started(name, size);
@@ -721,7 +756,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             Answer::Name(handle) => handle,
             Answer::Status(code) => {
                 self.error(format!("dest open \"{}\": {}", escape(remote), sftp::status_text(code)));
-                self.split_failed(local, remote, in_tree);
+                self.tree_file_failed(local, remote, in_tree);
+                self.observer.file_finished(false);
                 return Ok(());
             }
             _ => return Err(protocol("unexpected reply to OPEN")),
@@ -729,7 +765,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         let Helper::Ready(helper) = &mut self.helper else { return Err(protocol("helper connection lost")) };
         let helper_handle = match helper.open(remote).await {
             Ok(Ok(handle)) => Some(handle),
-            Ok(Err(_)) | Err(_) => None,
+            Ok(Err(_)) => None,
+            Err(e) => {
+                self.observer.debug(&format!("helper connection lost: {e}"));
+                self.helper = Helper::Broken;
+                None
+            }
         };
         // Halves on a WRITE boundary; without a helper handle the first is all.
         let half = (size / 2) / u64::from(self.write_len) * u64::from(self.write_len);
@@ -765,7 +806,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         let helper_closed = match (second, &mut self.helper, helper_handle) {
             (Ok(result), Helper::Ready(helper), Some(helper_handle)) => {
                 failure = result.err();
-                helper.close(&helper_handle).await.ok()
+                let closed = helper.close(&helper_handle).await.ok();
+                if closed.is_none() {
+                    self.helper = Helper::Broken;
+                }
+                closed
             }
             (Ok(result), _, _) => {
                 failure = result.err();
@@ -806,26 +851,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 ..Attrs::default()
             };
             if let Err(code) = self.call(|out, id| request::fsetstat(out, id, &handle, &attrs)).await? {
-                self.error(format!("remote fsetstat \"{}\": {}", escape(remote), sftp::status_text(code)));
+                // Said, not counted, as OpenSSH's scp does.
+                self.observer.local_error(&format!("remote fsetstat: {}", sftp::status_text(code)));
             }
         }
         let closed = self.call(|out, id| request::handle(out, sftp::FXP_CLOSE, id, &handle)).await?;
         for code in [closed.err(), helper_closed.filter(|&c| c != sftp::FX_OK)].into_iter().flatten() {
-            self.error(format!("close remote \"{}\": {}", escape(remote), sftp::status_text(code)));
+            self.error(format!("close remote: {}", sftp::status_text(code)));
         }
-        let ok = !self.operand_failed;
+        let ok = self.errors == errors_before;
         if !ok {
-            self.split_failed(local, remote, in_tree);
+            self.tree_file_failed(local, remote, in_tree);
         }
         self.observer.file_finished(ok);
         Ok(())
-    }
-
-    fn split_failed(&mut self, local: &Path, remote: &[u8], in_tree: bool) {
-        if in_tree {
-            let text = format!("Uploading of file {} to {} failed!", fs::display_path(local), escape(remote));
-            self.observer.local_error(&text);
-        }
     }
 
     /// A directory and everything under it, depth first in readdir order.

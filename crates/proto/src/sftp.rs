@@ -274,12 +274,14 @@ pub enum Reply<'a> {
 impl<'a> Reply<'a> {
     /// Takes one whole reply from the front of `buf`: `Ok(None)` if more bytes
     /// are needed, else the reply and how many bytes it used. A packet longer
-    /// than [`MAX_PACKET`], of an unknown type, or with fields that overrun it
+    /// than [`MAX_PACKET`] with its length field, of an unknown type, or with fields that overrun it
     /// is [`Malformed`].
     pub fn parse(buf: &'a [u8]) -> Result<Option<(Reply<'a>, usize)>, Malformed> {
         let Some(len) = buf.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        if len == 0 || len > MAX_PACKET {
+        // The whole reply, length field included, fits a 256 KiB buffer (a READ
+        // of OpenSSH's largest, 255 KiB, does with room to spare).
+        if len == 0 || len > MAX_PACKET - 4 {
             return Err(Malformed);
         }
         let Some(packet) = buf.get(4..4 + len) else { return Ok(None) };
@@ -443,8 +445,9 @@ mod tests {
 
     #[test]
     fn hostile_lengths_and_types_are_malformed() {
-        // Longer than any server may send.
+        // Longer than any server may send, its length field included.
         assert_eq!(Reply::parse(&[0, 0x04, 0, 1, FXP_STATUS]), Err(Malformed));
+        assert_eq!(Reply::parse(&[0, 0x03, 0xff, 0xfd, FXP_STATUS]), Err(Malformed));
         assert_eq!(Reply::parse(&[0, 0, 0, 0]), Err(Malformed));
         // A request type where a reply belongs.
         assert_eq!(Reply::parse(&[0, 0, 0, 5, FXP_OPEN, 0, 0, 0, 1]), Err(Malformed));

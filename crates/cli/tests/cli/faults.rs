@@ -111,6 +111,51 @@ fn connection_cut_mid_file_against_openssh() {
     assert!(fs::read(peer.path("local/dest")).expect("read") == new);
 }
 
+/// `rscp -s` (SFTP uploads) under faults: 1,000 files into a tree where f0500 is
+/// a directory on the server, whose OPEN fails: the other 999 arrive (the SFTP
+/// protocol has no stream to fall out of step), exit 1, OpenSSH's words. Then a
+/// 16 MiB upload through a proxy that cuts the connection after 8 MiB: exit 1
+/// with a message, no hang. (The server writes in place, so the target holds
+/// what arrived before the cut, as with OpenSSH's SFTP mode.)
+#[test]
+fn sftp_uploads_one_refused_file_and_a_cut() {
+    let Some(peer) = Peer::new() else { return };
+    let content = |i: usize| format!("file {i}\n").repeat(i % 7 + 1);
+    fs::create_dir(peer.path("src")).expect("mkdir");
+    for i in 0..1000 {
+        fs::write(peer.path(&format!("src/f{i:04}")), content(i)).expect("write");
+    }
+    fs::create_dir_all(peer.path("up/src/f0500")).expect("mkdir");
+    let mut cmd = peer.rscp(peer.sshd.port);
+    cmd.args(["-s", "-r"]).arg(peer.path("src")).arg(peer.remote("up"));
+    let out = run_with(&mut cmd, b"", Duration::from_secs(120));
+    assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.contains(&format!(
+            "dest open \"{}/up/src/f0500\": Failure",
+            peer.path("").display().to_string().trim_end_matches('/')
+        )),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("failed to upload directory"), "{stderr:?}");
+    for i in (0..1000).filter(|&i| i != 500) {
+        let got = fs::read_to_string(peer.path(&format!("up/src/f{i:04}"))).expect("a file arrived");
+        assert_eq!(got, content(i), "f{i:04}");
+    }
+    assert!(peer.path("up/src/f0500").is_dir());
+
+    let big = pseudo_random(16 << 20, 32);
+    fs::write(peer.path("big"), &big).expect("write");
+    let up = Proxy::start(peer.sshd.addr(), Plan { cut_up_after: Some(8 << 20), ..Plan::default() });
+    let mut cmd = peer.rscp(up.port);
+    cmd.arg("-s").arg(peer.path("big")).arg(peer.remote("cut"));
+    let out = run_with(&mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(out.code, Some(1), "upload through a cut: {}", out.stderr_text());
+    assert!(out.stderr_text().contains("lost connection"), "{:?}", out.stderr_text());
+    assert_eq!(up.cuts(), 1, "the upload was cut");
+}
+
 /// 1,000 files downloaded with `-r` from OpenSSH's `scp -f`, where one name is a
 /// directory on the client: that file fails ("Is a directory"), the other 999
 /// arrive intact, no temporary file is left, exit status 1. Pipelined (replies

@@ -9,8 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use rscp_engine::sftp_parallel::SPLIT_MIN;
-use rscp_engine::sftp_upload::{self, SftpUploadOptions};
+use rscp_engine::sftp::{self, SPLIT_MIN, SftpOptions};
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Observer, Summary, fs};
@@ -42,8 +41,10 @@ pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
         eprint!("{progname}: target port not supported with two remote hosts and the -R option\r\n");
         return 255;
     }
-    if flags.sftp && (two_remotes || !matches!(target, Operand::Remote(_))) {
-        eprintln!("{progname}: SFTP mode (-s) serves uploads only so far; leave -s out for this copy");
+    if flags.sftp && two_remotes {
+        eprintln!(
+            "{progname}: SFTP mode (-s) does not copy between two remote hosts yet; leave -s out for this copy"
+        );
         return 1;
     }
     let ok = runtime.block_on(async {
@@ -63,7 +64,7 @@ pub fn run(progname: &str, flags: &Flags, operands: Vec<Operand>) -> i32 {
                     upload(flags, &locals, target).await
                 }
             }
-            Operand::Local(target) => download_all(flags, sources, target).await,
+            Operand::Local(target) => download_all(progname, flags, sources, target).await,
         }
     });
     if ok { 0 } else { 1 }
@@ -218,15 +219,15 @@ async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target:
         let (reader, writer, exit) = remote.into_parts();
         (client, Conn::new(reader, writer), exit)
     });
-    let options = SftpUploadOptions {
+    let options = SftpOptions {
         recursive: flags.recursive,
         preserve: flags.preserve,
         limit_kbits: flags.limit_kbps,
+        inplace: flags.inplace,
     };
     let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
     let helper_conn = helper_parts.as_mut().map(|(_, conn, _)| conn);
-    let result =
-        sftp_upload::upload(&mut conn, helper_conn, sources, &target.path, options, &mut report).await;
+    let result = sftp::upload(&mut conn, helper_conn, sources, &target.path, options, &mut report).await;
     let _ = conn.shutdown().await;
     drop(conn);
     let status = exit.wait().await;
@@ -240,7 +241,7 @@ async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target:
     finished(result) && status.success()
 }
 
-/// A second connection's SFTP stream for large files (`rscp_engine::sftp_parallel`):
+/// A second connection's SFTP stream for large files (`rscp_engine::sftp`):
 /// only with the native client, without `-l`, when a source is a file of
 /// `SPLIT_MIN` or more, unless `RSCP_PARALLEL=0`; and only if it logs in
 /// without asking anything (batch mode) and without a word (quiet). Otherwise
@@ -278,7 +279,7 @@ async fn helper_connection(
 
 /// Remote sources to a local target: one `scp -f` per source, one connection per
 /// host (reused for consecutive sources on the same host).
-async fn download_all(flags: &Flags, sources: &[Operand], target: &OsString) -> bool {
+async fn download_all(progname: &str, flags: &Flags, sources: &[Operand], target: &OsString) -> bool {
     let target = PathBuf::from(target);
     let several = sources.len() > 1;
     // OpenSSH's verifydir(): several sources need an existing directory.
@@ -322,13 +323,49 @@ async fn download_all(flags: &Flags, sources: &[Operand], target: &OsString) -> 
             }
         }
         if let Some((opened, _)) = &session {
-            ok &= download(flags, opened, remote, &target, several).await;
+            ok &= if flags.sftp {
+                download_sftp(progname, flags, opened, remote, &target).await
+            } else {
+                download(flags, opened, remote, &target, several).await
+            };
         }
     }
     if let Some((opened, _)) = session {
         opened.close().await;
     }
     ok
+}
+
+/// `-s`: one remote source (globbed by the engine) over the server's SFTP subsystem.
+async fn download_sftp(
+    progname: &str,
+    flags: &Flags,
+    session: &Session,
+    remote: &RemotePath,
+    target: &std::path::Path,
+) -> bool {
+    debug(flags, "Sending subsystem: sftp");
+    let (reader, writer, exit) = match session.sftp().await {
+        Ok(remote) => remote.into_parts(),
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
+    let mut conn = Conn::new(reader, writer);
+    let options = SftpOptions {
+        recursive: flags.recursive,
+        preserve: flags.preserve,
+        limit_kbits: flags.limit_kbps,
+        inplace: flags.inplace,
+    };
+    let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
+    let sources = [remote.path.clone()];
+    let result = sftp::download(&mut conn, &sources, target, options, &mut report).await;
+    let _ = conn.shutdown().await;
+    drop(conn);
+    let status = exit.wait().await;
+    finished(result) && status.success()
 }
 
 async fn download(

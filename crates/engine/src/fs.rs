@@ -217,6 +217,19 @@ impl IncomingFile {
         self.file.write_all(data)
     }
 
+    /// Writes `data` at `offset` (SFTP downloads, whose replies may come short and
+    /// be asked for again). Zeros in a new file are left as holes; a device or
+    /// FIFO can only be written in order, so there the offset must be where the
+    /// last write ended. The size is set by [`IncomingFile::commit`].
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        match self.placement {
+            Placement::Temporary if is_all_zero(data) => Ok(()),
+            Placement::Special => self.file.write_all(data),
+            _ => self.file.write_all_at(data, offset),
+        }
+    }
+
     fn skip_hole(&mut self) -> io::Result<()> {
         if self.hole > 0 {
             let hole = i64::try_from(self.hole).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;

@@ -2,7 +2,7 @@
 //! `AsyncRead`/`AsyncWrite` pair, with the local filesystem on the other side.
 //!
 //! [`source::send`] serves uploads and `rscp -f`; [`sink::receive`] serves
-//! downloads and `rscp -t`; [`sftp_upload::upload`] serves `rscp -s` uploads. The engine never prints: everything a user may need to
+//! downloads and `rscp -t`; [`sftp::upload`] and [`sftp::download`] serve `rscp -s`. The engine never prints: everything a user may need to
 //! see goes to an [`Observer`]. It knows nothing of SSH.
 
 pub mod conn;
@@ -12,8 +12,7 @@ pub mod heap;
 pub mod limit;
 pub mod observer;
 pub mod root;
-pub mod sftp_parallel;
-pub mod sftp_upload;
+pub mod sftp;
 pub mod sink;
 pub mod source;
 

@@ -324,6 +324,8 @@ fn rscp_client_up_and_down() {
     assert_same_tree(&f.local().join("tree"), &f.root().join("sftp-up"), true);
     assert_ok(&f.rscp(&["-s", "tree/large.bin", "rscpd:~/"]), "rscp -s file upload");
     assert_eq!(fs::read(f.root().join("large.bin")).expect("read"), pseudo_random(3 << 20, 7));
+    assert_ok(&f.rscp(&["-s", "-r", "-p", "rscpd:sftp-up", "sftp-down"]), "rscp -s -rp download");
+    assert_same_tree(&f.local().join("tree"), &f.local().join("sftp-down"), true);
     f.assert_outside_untouched();
 }
 

@@ -1,7 +1,8 @@
-//! `rscp -s`: uploads over SFTP against a real OpenSSH `sshd` (its
-//! `internal-sftp`) and with rscpd's own tests (crates/server/tests), side by side with OpenSSH's own scp in
-//! SFTP mode: the same trees, modes and times, the same messages and exit
-//! codes; hostile and refusing servers played by `Subsystem` scripts.
+//! `rscp -s`: uploads and downloads over SFTP against a real OpenSSH `sshd`
+//! (its `internal-sftp`; rscpd in its own tests, crates/server/tests), side by
+//! side with OpenSSH's own scp in SFTP mode: the same trees, modes and times,
+//! the same messages and exit codes; hostile and refusing servers played by
+//! `Subsystem` scripts.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -13,8 +14,9 @@ use std::time::Duration;
 use crate::plans::{Lab, RUN_TIMEOUT, assert_ok, copy_checked, exec_with, make_tree, settled_logins, text};
 use crate::*;
 
-/// Relative path -> (type, permission bits, contents) of every entry under `root`.
-fn shape(root: &Path) -> BTreeMap<PathBuf, (char, u32, Vec<u8>)> {
+/// Relative path -> (type, permission bits, length and FNV-1a hash of the
+/// contents) of every entry under `root`.
+fn shape(root: &Path) -> BTreeMap<PathBuf, (char, u32, (usize, u64))> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -25,9 +27,13 @@ fn shape(root: &Path) -> BTreeMap<PathBuf, (char, u32, Vec<u8>)> {
             let mode = meta.permissions().mode() & 0o7777;
             if meta.is_dir() {
                 stack.push(path);
-                out.insert(rel, ('d', mode, Vec::new()));
+                out.insert(rel, ('d', mode, (0, 0)));
             } else {
-                out.insert(rel, ('f', mode, fs::read(&path).expect("read")));
+                let data = fs::read(&path).expect("read");
+                let hash = data
+                    .iter()
+                    .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+                out.insert(rel, ('f', mode, (data.len(), hash)));
             }
         }
     }
@@ -197,10 +203,14 @@ fn messages_and_exit_codes_match_openssh() {
     );
     assert_eq!(fs::read(lab.path("dest/a")).ok(), Some(b"a".to_vec()));
 
-    // -s serves uploads only so far: the other plans say so.
-    let out = exec_with(lab.rscp(sshd.port, &["-s"]), &[lab.remote("dir/a").into(), lab.path("x").into()]);
+    // -s between two remote hosts is not there yet: it says so.
+    let out = exec_with(lab.rscp(sshd.port, &["-s"]), &[lab.remote("dir/a").into(), lab.remote("x").into()]);
     assert_eq!(out.code, Some(1));
-    assert!(text(&out.stderr).contains("SFTP mode (-s) serves uploads only"), "{}", out.stderr_text());
+    assert!(
+        text(&out.stderr).contains("does not copy between two remote hosts yet"),
+        "{}",
+        out.stderr_text()
+    );
 }
 
 #[test]
@@ -241,4 +251,137 @@ fn hostile_and_refusing_sftp_servers() {
     let out =
         run_with(lab.rscp(sshd.port, &["-s"]).arg(lab.path("a")).arg(lab.remote("b")), b"", RUN_TIMEOUT);
     assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+}
+
+#[test]
+fn downloads_trees_files_and_globs_as_openssh_does() {
+    let Some(lab) = Lab::new() else { return };
+    let sshd = lab.sshd(Vec::new());
+    let src = lab.path("src");
+    make_tree(&src, 21);
+    for who in ["ours", "theirs"] {
+        lab.mkdir(who);
+    }
+    let plain = |who: &str, args: &[&str], operands: Vec<OsString>| {
+        let cmd = if who == "ours" { lab.rscp(sshd.port, args) } else { lab.openssh_scp(sshd.port, args) };
+        let out = exec_with(cmd, &operands);
+        assert_ok(&out, &format!("{who} {args:?} {operands:?}"));
+    };
+    for who in ["ours", "theirs"] {
+        let dest = |rel: &str| lab.path(&format!("{who}/{rel}")).into_os_string();
+        // A tree to a new name, a file into a directory, a glob of files (and
+        // with -r of directories too) into a directory, and a file to a new name.
+        plain(who, &["-s", "-r"], vec![lab.remote("src").into(), dest("tree")]);
+        plain(who, &["-s"], vec![lab.remote("src/big.bin").into(), dest("")]);
+        lab.mkdir(&format!("{who}/glob"));
+        plain(
+            who,
+            &["-s", "-r"],
+            vec![lab.remote("src/s*").into(), lab.remote("src/*.txt").into(), dest("glob")],
+        );
+        plain(who, &["-s"], vec![lab.remote("src/empty").into(), dest("renamed")]);
+        // Again: the tree exists now, so the copy lands inside it.
+        plain(who, &["-s", "-r"], vec![lab.remote("src").into(), dest("tree")]);
+    }
+    assert_eq!(shape(&lab.path("ours")), shape(&lab.path("theirs")), "rscp -s and scp (SFTP mode) differ");
+    assert_same_tree(&src, &lab.path("ours/tree/src"), None);
+
+    // -p: modes and times as the source had them.
+    let dest = lab.mkdir("preserved");
+    copy_checked(
+        "rscp -s -r -p download",
+        lab.rscp(sshd.port, &["-s", "-r", "-p"]),
+        &[lab.remote("src").into(), dest.clone().into()],
+        &[(src.clone(), dest.join("src"))],
+    );
+
+    // What goes wrong, in OpenSSH's words and exit codes.
+    for operands in [
+        vec![lab.remote("src/missing").into(), lab.path("ours").into()],
+        vec![lab.remote("src/nomatch*").into(), lab.path("ours").into()],
+        vec![lab.remote("src/sub").into(), lab.path("ours").into()],
+        vec![lab.remote("src/*").into(), lab.path("ours/big.bin").into()],
+    ] {
+        let ours = exec_with(lab.rscp(sshd.port, &["-s"]), &operands);
+        let theirs = exec_with(lab.openssh_scp(sshd.port, &["-s"]), &operands);
+        assert_eq!(ours.code, Some(1), "{operands:?}: {}", ours.stderr_text());
+        assert_eq!(
+            (ours.code, show(&ours.stderr).replace("rscp: ", "scp: ")),
+            (theirs.code, show(&theirs.stderr)),
+            "{operands:?}"
+        );
+    }
+}
+
+/// A server that answers each request with the next canned reply, whatever it
+/// asked (request ids are predictable): names that climb out of the target or
+/// hold a slash are refused, nothing is written outside, the good file arrives.
+#[test]
+fn hostile_names_in_a_listing_are_refused() {
+    use rscp_proto::sftp::{self, Attrs};
+    let Some(lab) = Lab::new() else { return };
+    let dir = lab.mkdir("fake");
+    let reply = |kind: u8, id: u32, body: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        let start = sftp::begin(&mut out, kind, id);
+        body(&mut out);
+        sftp::finish(&mut out, start);
+        out
+    };
+    let status = |id: u32, code: u32| {
+        reply(sftp::FXP_STATUS, id, &|o| {
+            sftp::put_u32(o, code);
+            sftp::put_str(o, b"");
+            sftp::put_str(o, b"");
+        })
+    };
+    let dir_attrs = Attrs { permissions: Some(0o040755), ..Attrs::default() };
+    let file_attrs = Attrs { size: Some(5), permissions: Some(0o100644), ..Attrs::default() };
+    let replies: Vec<Vec<u8>> = vec![
+        reply(sftp::FXP_VERSION, 3, &|_| {}),
+        // STAT of the source: a directory.
+        reply(sftp::FXP_ATTRS, 1, &|o| dir_attrs.put(o)),
+        reply(sftp::FXP_HANDLE, 2, &|o| sftp::put_str(o, b"d")),
+        reply(sftp::FXP_NAME, 3, &|o| {
+            sftp::put_u32(o, 4);
+            for name in [&b"../evil"[..], b"a/b", b"..", b"ok"] {
+                sftp::put_str(o, name);
+                sftp::put_str(o, name);
+                if name == b".." { dir_attrs.put(o) } else { file_attrs.put(o) }
+            }
+        }),
+        status(4, sftp::FX_EOF),
+        status(5, sftp::FX_OK),
+        reply(sftp::FXP_HANDLE, 6, &|o| sftp::put_str(o, b"f")),
+        reply(sftp::FXP_DATA, 7, &|o| sftp::put_str(o, b"hello")),
+        status(8, sftp::FX_EOF),
+        status(9, sftp::FX_OK),
+    ];
+    for (i, bytes) in replies.iter().enumerate() {
+        fs::write(dir.join(format!("reply-{i}")), bytes).expect("write");
+    }
+    // Reads each request exactly (length, then body, a byte at a time) before
+    // answering it, so that no reply comes before its request.
+    let script = format!(
+        "#!/bin/sh\ncd '{}' || exit 1\ncat reply-0\ndd bs=1 count=9 >/dev/null 2>&1\ni=1\nwhile [ -f reply-$i ]; do\n  \
+         n=$(dd bs=1 count=4 2>/dev/null | od -An -tu1 | awk '{{print $1*16777216+$2*65536+$3*256+$4}}')\n  \
+         [ -n \"$n\" ] || exit 0\n  dd bs=1 count=$n >/dev/null 2>&1\n  cat reply-$i\n  i=$((i+1))\ndone\nsleep 1\n",
+        dir.display()
+    );
+    let script_path = lab.path("fake-sftp.sh");
+    write_file(&script_path, script.as_bytes(), 0o755);
+    let sshd = lab.sshd(vec![format!("Subsystem sftp {}", script_path.display())]);
+    lab.mkdir("down/inner");
+    let out = run_with(
+        lab.rscp(sshd.port, &["-s", "-r"]).arg(lab.remote("whatever")).arg(lab.path("down/inner")),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr_text());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("whatever/../evil: the server sent an invalid name"), "{stderr}");
+    assert!(stderr.contains("whatever/a/b: the server sent an invalid name"), "{stderr}");
+    assert_eq!(fs::read(lab.path("down/inner/whatever/ok")).ok(), Some(b"hello".to_vec()), "{stderr}");
+    assert!(!lab.path("down/evil").exists() && !lab.path("down/inner/evil").exists());
+    assert!(!lab.path("down/inner/whatever/a").exists());
 }

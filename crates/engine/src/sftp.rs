@@ -1,5 +1,8 @@
-//! `upload`: local files and trees to an SFTP server (`rscp -s`), as OpenSSH's scp
-//! does in its SFTP mode, with the requests pipelined.
+//! `rscp -s`, the SFTP client: `upload` sends local files and trees to an SFTP
+//! server as OpenSSH's scp does in its SFTP mode, with the requests pipelined;
+//! `download` (in `download.rs`) fetches remote files and trees; a large upload
+//! may go over two connections (`parallel.rs`). One `Session` type carries the
+//! requests in flight and the replies for all three.
 //!
 //! The semantics and the messages are OpenSSH's (`source_sftp`, `do_upload`,
 //! `upload_dir`): the remote target is taken literally (no glob, no shell), bar a
@@ -38,8 +41,13 @@ use crate::fs;
 use crate::limit::{LIMITED_CHUNK, Limiter};
 use crate::observer::Observer;
 use crate::root::{Entries, MetadataExt as _, Root};
-use crate::sftp_parallel::{Lockstep, RangeFailure, SPLIT_MIN, write_range};
+mod download;
+mod parallel;
+
 use crate::source::{operand_name, strip_trailing_slashes};
+pub use download::download;
+pub use parallel::SPLIT_MIN;
+use parallel::{Lockstep, RangeFailure, write_range};
 
 /// Files open on the server at once (OpenSSH's server allows hundreds).
 const MAX_FILES: usize = 64;
@@ -55,15 +63,17 @@ const SEND_AT: usize = 128 * 1024;
 const EXT_LIMITS: &[u8] = b"limits@openssh.com";
 const EXT_EXPAND_PATH: &[u8] = b"expand-path@openssh.com";
 
-/// How an SFTP upload behaves: the client's flags.
+/// How an SFTP copy behaves: the client's flags.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SftpUploadOptions {
-    /// `-r`: upload directories as trees.
+pub struct SftpOptions {
+    /// `-r`: copy directories as trees.
     pub recursive: bool,
     /// `-p`: give files and directories their times and modes.
     pub preserve: bool,
     /// `-l`: payload rate limit in Kbit/s.
     pub limit_kbits: Option<u64>,
+    /// `--inplace` (downloads): write into existing files instead of replacing them.
+    pub inplace: bool,
 }
 
 /// Uploads `sources` to `target` (the remote path as typed) over an SFTP
@@ -71,42 +81,22 @@ pub struct SftpUploadOptions {
 /// on. Returns the error count, or why the session broke off.
 ///
 /// `helper`, a second connection's SFTP stream, if given, writes the second half
-/// of every file of [`SPLIT_MIN`] or more (see [`crate::sftp_parallel`]); it is
+/// of every file of [`SPLIT_MIN`] or more (see `parallel`); it is
 /// started when the first such file comes, and left alone if it fails to start.
 pub async fn upload<R, W>(
     conn: &mut Conn<R, W>,
     helper: Option<&mut Conn<R, W>>,
     sources: &[PathBuf],
     target: &[u8],
-    options: SftpUploadOptions,
+    options: SftpOptions,
     observer: &mut dyn Observer,
 ) -> Result<Summary, EngineError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut session = Session {
-        conn,
-        helper: helper.map_or(Helper::None, Helper::Idle),
-        observer,
-        options,
-        next_id: 0,
-        pending: HashMap::new(),
-        answers: HashMap::new(),
-        jobs: HashMap::new(),
-        next_job: 0,
-        bytes_unanswered: 0,
-        write_len: DEFAULT_WRITE,
-        errors: 0,
-        operand_failed: false,
-        stopped: false,
-        limiter: options.limit_kbits.map(Limiter::from_kbits),
-    };
-    let extensions = session.init().await?;
-    if extensions.iter().any(|e| e == EXT_LIMITS) {
-        session.read_limits().await?;
-    }
-    let can_expand = extensions.iter().any(|e| e == EXT_EXPAND_PATH);
+    let mut session = Session::new(conn, helper, options, observer);
+    let can_expand = session.start().await?;
     let Some(prepared) = session.prepare_target(target, can_expand).await? else {
         return Ok(Summary { errors: session.errors.max(1) });
     };
@@ -139,6 +129,8 @@ enum Pending {
     /// A request awaited by [`Session::call`] or [`Session::stat`]: its reply is
     /// kept until taken.
     Awaited,
+    /// READ of the file being downloaded: (offset, length).
+    Read(u64, u64),
 }
 
 /// A request on an open file, for its reply's wording.
@@ -174,7 +166,9 @@ struct Job {
 enum Answer {
     Status(u32),
     Attrs(Attrs),
-    Name(Vec<u8>),
+    Handle(Vec<u8>),
+    /// NAME: each entry's file name and attributes.
+    Names(Vec<(Vec<u8>, Attrs)>),
     Extended(Vec<u8>),
 }
 
@@ -192,7 +186,7 @@ struct Session<'a, R, W> {
     conn: &'a mut Conn<R, W>,
     helper: Helper<'a, R, W>,
     observer: &'a mut dyn Observer,
-    options: SftpUploadOptions,
+    options: SftpOptions,
     next_id: u32,
     pending: HashMap<u32, Pending>,
     /// Replies to awaited requests, until taken.
@@ -201,6 +195,10 @@ struct Session<'a, R, W> {
     next_job: u64,
     bytes_unanswered: u64,
     write_len: u32,
+    /// READ length: the server's limit if it says, else OpenSSH's default.
+    read_len: u32,
+    /// The file being downloaded (downloads go one file at a time).
+    download: Option<download::Incoming>,
     errors: u32,
     /// Something under the current top-level source failed.
     operand_failed: bool,
@@ -209,7 +207,43 @@ struct Session<'a, R, W> {
     limiter: Option<Limiter>,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
+    fn new(
+        conn: &'a mut Conn<R, W>,
+        helper: Option<&'a mut Conn<R, W>>,
+        options: SftpOptions,
+        observer: &'a mut dyn Observer,
+    ) -> Session<'a, R, W> {
+        Session {
+            conn,
+            helper: helper.map_or(Helper::None, Helper::Idle),
+            observer,
+            options,
+            next_id: 0,
+            pending: HashMap::new(),
+            answers: HashMap::new(),
+            jobs: HashMap::new(),
+            next_job: 0,
+            bytes_unanswered: 0,
+            write_len: DEFAULT_WRITE,
+            read_len: DEFAULT_WRITE,
+            download: None,
+            errors: 0,
+            operand_failed: false,
+            stopped: false,
+            limiter: options.limit_kbits.map(Limiter::from_kbits),
+        }
+    }
+
+    /// INIT, VERSION and the server's limits; true if it expands `~user` paths.
+    async fn start(&mut self) -> Result<bool, EngineError> {
+        let extensions = self.init().await?;
+        if extensions.iter().any(|e| e == EXT_LIMITS) {
+            self.read_limits().await?;
+        }
+        Ok(extensions.iter().any(|e| e == EXT_EXPAND_PATH))
+    }
+
     fn error(&mut self, text: String) {
         self.observer.local_error(&text);
         self.errors += 1;
@@ -248,11 +282,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         request::extended(&mut self.conn.outgoing, id, EXT_LIMITS);
         if let Answer::Extended(data) = self.await_answer(id).await? {
             let mut r = sftp::Reader::new(&data);
-            let (_packet, _read, write) = (r.u64(), r.u64(), r.u64());
+            let (_packet, read, write) = (r.u64(), r.u64(), r.u64());
+            let clamp = |len: u64| u32::try_from(len).unwrap_or(LONGEST_WRITE).min(LONGEST_WRITE);
             if let Ok(write) = write
                 && write > 0
             {
-                self.write_len = u32::try_from(write).unwrap_or(LONGEST_WRITE).min(LONGEST_WRITE);
+                self.write_len = clamp(write);
+            }
+            if let Ok(read) = read
+                && read > 0
+            {
+                self.read_len = clamp(read);
             }
         }
         Ok(())
@@ -288,7 +328,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         sftp::put_str(&mut self.conn.outgoing, target);
         sftp::finish(&mut self.conn.outgoing, start);
         match self.await_answer(id).await? {
-            Answer::Name(path) => Ok(Some(path)),
+            Answer::Names(names) if !names.is_empty() => Ok(names.into_iter().next().map(|(path, _)| path)),
             Answer::Status(code) => {
                 self.error(format!("expand path \"{}\": {}", escape(target), sftp::status_text(code)));
                 Ok(None)
@@ -353,13 +393,28 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     let (id, answer) = match reply {
                         Reply::Status { id, code, .. } => (id, Answer::Status(code)),
                         Reply::Attrs { id, attrs } => (id, Answer::Attrs(attrs)),
-                        Reply::Handle { id, handle } => (id, Answer::Name(handle.to_vec())),
+                        Reply::Handle { id, handle } => (id, Answer::Handle(handle.to_vec())),
                         Reply::Name { id, entries } => {
-                            let first = entries.first().map(|(name, _, _)| name.to_vec());
-                            (id, first.map_or(Answer::Status(sftp::FX_FAILURE), Answer::Name))
+                            let names =
+                                entries.into_iter().map(|(name, _, attrs)| (name.to_vec(), attrs)).collect();
+                            (id, Answer::Names(names))
                         }
                         Reply::Extended { id, data } => (id, Answer::Extended(data.to_vec())),
-                        Reply::Data { .. } | Reply::Version { .. } => {
+                        Reply::Data { id, data } => {
+                            // File data goes from the receive buffer to the file.
+                            let Some(Pending::Read(offset, len)) = self.pending.remove(&id) else {
+                                return Err(protocol("unexpected DATA from the server"));
+                            };
+                            let got = data.len() as u64;
+                            let written = match self.download.as_mut() {
+                                Some(incoming) => incoming.write_at(offset, data),
+                                None => Ok(()),
+                            };
+                            self.conn.consume(used);
+                            self.read_answered(offset, len, got, written)?;
+                            continue;
+                        }
+                        Reply::Version { .. } => {
                             return Err(protocol("unexpected reply from the server"));
                         }
                     };
@@ -383,8 +438,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             Pending::Awaited => {
                 self.answers.insert(id, answer);
             }
+            Pending::Read(offset, len) => match answer {
+                Answer::Status(code) => self.read_refused(offset, len, code),
+                _ => return Err(protocol("unexpected reply to READ")),
+            },
             Pending::Open(job) => match answer {
-                Answer::Name(handle) => {
+                Answer::Handle(handle) => {
                     if let Some(job) = self.jobs.get_mut(&job) {
                         job.awaiting -= 1;
                         job.handle = Some(handle);
@@ -753,7 +812,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         let flags = sftp::FXF_WRITE | sftp::FXF_CREAT | sftp::FXF_TRUNC;
         request::open(&mut self.conn.outgoing, id, remote, flags, &open_attrs);
         let handle = match self.await_answer(id).await? {
-            Answer::Name(handle) => handle,
+            Answer::Handle(handle) => handle,
             Answer::Status(code) => {
                 self.error(format!("dest open \"{}\": {}", escape(remote), sftp::status_text(code)));
                 self.tree_file_failed(local, remote, in_tree);

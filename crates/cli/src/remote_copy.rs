@@ -197,6 +197,16 @@ async fn upload(flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool
     ok
 }
 
+/// The engine's options for an SFTP copy, from the flags.
+fn sftp_options(flags: &Flags) -> SftpOptions {
+    SftpOptions {
+        recursive: flags.recursive,
+        preserve: flags.preserve,
+        limit_kbits: flags.limit_kbps,
+        inplace: flags.inplace,
+    }
+}
+
 /// `-s`: local sources to `host:path` over the server's SFTP subsystem.
 async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target: &RemotePath) -> bool {
     let Some(session) = open(flags, target).await else {
@@ -219,12 +229,7 @@ async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target:
         let (reader, writer, exit) = remote.into_parts();
         (client, Conn::new(reader, writer), exit)
     });
-    let options = SftpOptions {
-        recursive: flags.recursive,
-        preserve: flags.preserve,
-        limit_kbits: flags.limit_kbps,
-        inplace: flags.inplace,
-    };
+    let options = sftp_options(flags);
     let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
     let helper_conn = helper_parts.as_mut().map(|(_, conn, _)| conn);
     let result = sftp::upload(&mut conn, helper_conn, sources, &target.path, options, &mut report).await;
@@ -353,12 +358,7 @@ async fn download_sftp(
         }
     };
     let mut conn = Conn::new(reader, writer);
-    let options = SftpOptions {
-        recursive: flags.recursive,
-        preserve: flags.preserve,
-        limit_kbits: flags.limit_kbps,
-        inplace: flags.inplace,
-    };
+    let options = sftp_options(flags);
     let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
     let sources = [remote.path.clone()];
     let result = sftp::download(&mut conn, &sources, target, options, &mut report).await;

@@ -563,6 +563,35 @@ fn compile_with(mut brackets: Brackets<'_>) -> Vec<Tok> {
     toks
 }
 
+/// Whether a path component is a glob pattern: an unescaped `*`, `?` or `[`.
+pub fn has_glob(component: &[u8]) -> bool {
+    let mut escaped = false;
+    for &b in component {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'*' | b'?' | b'[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A literal path component without its backslash escapes (`a\*b` -> `a*b`).
+pub fn unescape(component: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(component.len());
+    let mut escaped = false;
+    for &b in component {
+        if b == b'\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        out.push(b);
+    }
+    out
+}
+
 /// POSIX `fnmatch(pattern, name, 0)` on bytes: `*` and `?` match any bytes,
 /// including `/` and a leading `.`; `[...]` bracket expressions (with `!`/`^`,
 /// ranges, `[:class:]`, backslash escapes); a `[` nothing closes is literal; a
@@ -602,6 +631,14 @@ pub fn fnmatch(pattern: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_components_and_their_escapes() {
+        assert!(has_glob(b"*.txt") && has_glob(b"a?") && has_glob(b"[ab]"));
+        assert!(!has_glob(b"plain") && !has_glob(br"a\*b") && !has_glob(br"\[x"));
+        assert!(has_glob(br"a\\*"), "an escaped backslash leaves the star active");
+        assert_eq!(unescape(br"a\*b\\c"), br"a*b\c".to_vec());
+    }
 
     fn expand(p: &str) -> Vec<String> {
         expand_braces(p.as_bytes())

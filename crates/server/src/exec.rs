@@ -178,8 +178,8 @@ fn expand_glob(root: &Root, pattern: &[u8]) -> Vec<PathBuf> {
     for component in pattern.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         let mut next = Vec::new();
         for base in &found {
-            if !has_glob(component) {
-                next.push(base.join(OsStr::from_bytes(&unescape(component))));
+            if !filter::has_glob(component) {
+                next.push(base.join(OsStr::from_bytes(&filter::unescape(component))));
                 continue;
             }
             let dir = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
@@ -204,33 +204,6 @@ fn expand_glob(root: &Root, pattern: &[u8]) -> Vec<PathBuf> {
     }
     found.retain(|path| !path.as_os_str().is_empty() && root.symlink_metadata(path).is_ok());
     found
-}
-
-fn has_glob(component: &[u8]) -> bool {
-    let mut escaped = false;
-    for &b in component {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' => escaped = true,
-            b'*' | b'?' | b'[' => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-fn unescape(component: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(component.len());
-    let mut escaped = false;
-    for &b in component {
-        if b == b'\\' && !escaped {
-            escaped = true;
-            continue;
-        }
-        escaped = false;
-        out.push(b);
-    }
-    out
 }
 
 /// The engine's observer for one session: files and errors to the server log,

@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use rscp_proto::display::escape;
-use rscp_proto::filter::fnmatch;
+use rscp_proto::filter::{fnmatch, has_glob, unescape};
 use rscp_proto::sftp::{self, Attrs, request};
 use rscp_proto::{FileName, Mode, Times};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -162,7 +162,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     /// OpenSSH's `remote_glob` without its shell: the path itself if it has no
     /// pattern (if it exists), else every match, sorted, of each component in turn.
     async fn glob(&mut self, pattern: &[u8]) -> Result<Vec<(Vec<u8>, Attrs)>, EngineError> {
-        if !has_pattern(pattern) {
+        if !has_glob(pattern) {
             return Ok(self
                 .stat(pattern)
                 .await?
@@ -178,7 +178,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             let last = i + 1 == components.len();
             let mut next = Vec::new();
             for (prefix, _) in &found {
-                if !has_pattern(component) {
+                if !has_glob(component) {
                     next.push((join(prefix, &unescape(component)), None));
                     continue;
                 }
@@ -511,34 +511,6 @@ struct RemoteDir {
     attrs: Attrs,
     /// Made by this copy (so it gets the remote mode without `-p`).
     made: bool,
-}
-
-fn has_pattern(path: &[u8]) -> bool {
-    let mut escaped = false;
-    for &b in path {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' => escaped = true,
-            b'*' | b'?' | b'[' => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-/// A literal component without its backslash escapes.
-fn unescape(component: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(component.len());
-    let mut escaped = false;
-    for &b in component {
-        if b == b'\\' && !escaped {
-            escaped = true;
-            continue;
-        }
-        escaped = false;
-        out.push(b);
-    }
-    out
 }
 
 fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {

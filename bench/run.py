@@ -277,7 +277,7 @@ def rscpd_argv(rscpd, env, port):
 class Tool:
     def __init__(self, key, label, argv_fn, note="", directions=("up", "down")):
         self.key, self.label, self.argv_fn, self.note = key, label, argv_fn, note
-        # The copy directions the tool serves (rscp -s: uploads only so far).
+        # The copy directions the tool serves.
         self.directions = directions
 
     def argv(self, env, endpoint, recursive, src, dst):
@@ -292,8 +292,7 @@ def make_tools(env, rscp):
     r = lambda rec: ["-r"] if rec else []
     tools = [
         Tool("rscp", "rscp", lambda e, ep, rec, s, d: [rscp, "-q", "-F", e.cfg, *r(rec), s, d]),
-        Tool("rscp-s", "rscp -s (SFTP)", lambda e, ep, rec, s, d: [rscp, "-s", "-q", "-F", e.cfg, *r(rec), s, d],
-             directions=("up",)),
+        Tool("rscp-s", "rscp -s (SFTP)", lambda e, ep, rec, s, d: [rscp, "-s", "-q", "-F", e.cfg, *r(rec), s, d]),
         Tool("scp-O", "scp -O", lambda e, ep, rec, s, d: ["scp", "-O", "-q", "-F", e.cfg, *r(rec), s, d]),
         Tool("scp-sftp", "scp (SFTP)", lambda e, ep, rec, s, d: ["scp", "-q", "-F", e.cfg, *r(rec), s, d]),
     ]

@@ -131,6 +131,8 @@ enum Pending {
     Awaited,
     /// READ of the file being downloaded: (offset, length).
     Read(u64, u64),
+    /// CLOSE of a file downloaded whole: only a refusal matters.
+    ReadClose,
 }
 
 /// A request on an open file, for its reply's wording.
@@ -437,6 +439,11 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         match pending {
             Pending::Awaited => {
                 self.answers.insert(id, answer);
+            }
+            Pending::ReadClose => {
+                if let Some(code) = code.filter(|&c| c != sftp::FX_OK) {
+                    self.error(format!("close remote: {}", sftp::status_text(code)));
+                }
             }
             Pending::Read(offset, len) => match answer {
                 Answer::Status(code) => self.read_refused(offset, len, code),

@@ -129,8 +129,10 @@ enum Pending {
     /// A request awaited by [`Session::call`] or [`Session::stat`]: its reply is
     /// kept until taken.
     Awaited,
-    /// READ of the file being downloaded: (offset, length).
-    Read(u64, u64),
+    /// OPEN of a download: its handle comes back.
+    OpenRead(u64),
+    /// READ of a download: (job, offset, length).
+    Read(u64, u64, u64),
     /// CLOSE of a file downloaded whole: only a refusal matters.
     ReadClose,
 }
@@ -199,8 +201,8 @@ struct Session<'a, R, W> {
     write_len: u32,
     /// READ length: the server's limit if it says, else OpenSSH's default.
     read_len: u32,
-    /// The file being downloaded (downloads go one file at a time).
-    download: Option<download::Incoming>,
+    /// The files being downloaded, by job.
+    downloads: HashMap<u64, download::Incoming>,
     errors: u32,
     /// Something under the current top-level source failed.
     operand_failed: bool,
@@ -229,7 +231,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             bytes_unanswered: 0,
             write_len: DEFAULT_WRITE,
             read_len: DEFAULT_WRITE,
-            download: None,
+            downloads: HashMap::new(),
             errors: 0,
             operand_failed: false,
             stopped: false,
@@ -404,16 +406,17 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
                         Reply::Extended { id, data } => (id, Answer::Extended(data.to_vec())),
                         Reply::Data { id, data } => {
                             // File data goes from the receive buffer to the file.
-                            let Some(Pending::Read(offset, len)) = self.pending.remove(&id) else {
+                            let Some(Pending::Read(job, offset, len)) = self.pending.remove(&id) else {
                                 return Err(protocol("unexpected DATA from the server"));
                             };
                             let got = data.len() as u64;
-                            let written = match self.download.as_mut() {
-                                Some(incoming) => incoming.write_at(offset, data),
-                                None => Ok(()),
+                            // More than asked for is refused before anything is written.
+                            let written = match self.downloads.get_mut(&job) {
+                                Some(incoming) if got <= len => incoming.write_at(offset, data),
+                                _ => Ok(()),
                             };
                             self.conn.consume(used);
-                            self.read_answered(offset, len, got, written)?;
+                            self.read_answered(job, (offset, len, got), written)?;
                             continue;
                         }
                         Reply::Version { .. } => {
@@ -445,10 +448,11 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
                     self.error(format!("close remote: {}", sftp::status_text(code)));
                 }
             }
-            Pending::Read(offset, len) => match answer {
-                Answer::Status(code) => self.read_refused(offset, len, code),
+            Pending::Read(job, _, len) => match answer {
+                Answer::Status(code) => self.read_refused(job, len, code),
                 _ => return Err(protocol("unexpected reply to READ")),
             },
+            Pending::OpenRead(job) => self.download_opened(job, answer)?,
             Pending::Open(job) => match answer {
                 Answer::Handle(handle) => {
                     if let Some(job) = self.jobs.get_mut(&job) {

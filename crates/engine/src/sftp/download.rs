@@ -25,7 +25,7 @@ use rscp_proto::sftp::{self, Attrs, request};
 use rscp_proto::{FileName, Mode, Times};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Answer, Pending, Session, SftpOptions, protocol};
+use super::{Answer, MAX_FILES, Pending, Session, SftpOptions, protocol};
 use crate::conn::Conn;
 use crate::error::{EngineError, Summary};
 use crate::fs::{self, DirEntry, IncomingFile};
@@ -65,10 +65,15 @@ where
     Ok(Summary { errors: session.errors })
 }
 
-/// The file being received: where its data goes, and what is asked for.
+/// A file being received: where its data goes, and what is asked for.
 #[derive(Debug)]
 pub(super) struct Incoming {
     file: IncomingFile,
+    remote: Vec<u8>,
+    /// Its attributes from the listing or STAT: size, mode, times.
+    attrs: Attrs,
+    /// The remote file's handle, once its OPEN is answered.
+    handle: Option<Vec<u8>>,
     /// The end of the data received so far: the file's size at the end.
     end: u64,
     /// READs in flight, and their bytes.
@@ -76,13 +81,11 @@ pub(super) struct Incoming {
     asked: u64,
     /// The next offset to ask for.
     next: u64,
-    /// The server said EOF.
+    /// The server said EOF, or the data reached the announced size.
     eof: bool,
     /// The first failure: the file is not kept.
     failed: Option<String>,
-    /// The remote file's handle, for READs asked again.
-    handle: Vec<u8>,
-    /// The size the server announced.
+    /// The size the server announced (unknown: every short reply is asked again).
     size: u64,
 }
 
@@ -92,6 +95,11 @@ impl Incoming {
             return Ok(());
         }
         self.file.write_at(offset, data)
+    }
+
+    /// All its data is here (or it failed), and no READ is out.
+    fn complete(&self) -> bool {
+        self.handle.is_some() && self.reads == 0 && (self.eof || self.failed.is_some())
     }
 }
 
@@ -138,6 +146,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             } else {
                 self.download_file(&path, &destination, Some(attrs), &name, umask).await?;
             }
+            self.settle_downloads(umask).await?;
         }
         Ok(())
     }
@@ -265,6 +274,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         while let Some(dir) = stack.last_mut() {
             let Some((name, attrs)) = dir.entries.next() else {
                 if let Some(done) = stack.pop() {
+                    // Its files first: writing them would move its times.
+                    self.settle_downloads(umask).await?;
                     self.finish_local_dir(&done.local, &done.attrs, done.made, umask);
                 }
                 continue;
@@ -334,8 +345,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         }
     }
 
-    /// One remote file to `local`: OPEN, READs pipelined, CLOSE, then the
-    /// temporary file renamed into place.
+    /// Starts one remote file to `local`: the temporary file is made and the OPEN
+    /// sent; READs, CLOSE and the rename follow as replies come
+    /// ([`Session::pump_downloads`]). Up to [`MAX_FILES`] files are in flight.
     async fn download_file(
         &mut self,
         remote: &[u8],
@@ -361,109 +373,159 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             self.error(format!("download {}{mark}: not a regular file", escape(remote)));
             return Ok(());
         }
-        let id = self.id();
-        request::open(&mut self.conn.outgoing, id, remote, sftp::FXF_READ, &Attrs::default());
-        let handle = match self.await_answer(id).await? {
-            Answer::Handle(handle) => handle,
-            Answer::Status(code) => {
-                self.error(format!("remote open \"{}\": {}", escape(remote), sftp::status_text(code)));
-                return Ok(());
-            }
-            _ => return Err(protocol("unexpected reply to OPEN")),
-        };
+        self.make_room_for_downloads(MAX_FILES, umask).await?;
         let file = match IncomingFile::create(&Root::Host, local, self.options.inplace) {
             Ok(file) => file,
             Err(e) => {
                 self.error(format!("open local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
-                let _ = self.call(|out, id| request::handle(out, sftp::FXP_CLOSE, id, &handle)).await?;
                 return Ok(());
             }
         };
-        let size = attrs.size.unwrap_or(0);
-        self.observer.file_started(name, size);
-        self.download = Some(Incoming {
-            file,
-            end: 0,
-            reads: 0,
-            asked: 0,
-            next: 0,
-            eof: false,
-            failed: None,
-            handle: handle.clone(),
-            // Unknown: every short reply is asked again, until EOF.
-            size: attrs.size.unwrap_or(u64::MAX),
-        });
-        let result = self.read_file(&handle, size).await;
-        let incoming = self.download.take();
-        result?;
-        // Its answer is not waited for: the data is all here (a refusal is still said).
+        let job = self.next_job;
+        self.next_job += 1;
         let id = self.id();
-        request::handle(&mut self.conn.outgoing, sftp::FXP_CLOSE, id, &handle);
-        self.pending.insert(id, Pending::ReadClose);
-        let Some(incoming) = incoming else { return Err(protocol("download state lost")) };
-        if let Some(text) = incoming.failed {
-            self.error(text);
-            self.observer.file_finished(false);
-            return Ok(());
-        }
-        // Without -p a new file is writable by its owner, as OpenSSH makes it.
-        let permissions = attrs.permissions.unwrap_or(0o644);
-        let mode = Mode::from_st_mode(if self.options.preserve { permissions } else { permissions | 0o200 });
-        let times = self.options.preserve.then(|| times_of(&attrs)).flatten();
-        let committed =
-            incoming.file.commit(incoming.end, mode, self.options.preserve, umask, times.as_ref());
-        if let Err(e) = committed {
-            self.error(format!("write local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
-        }
-        self.observer.file_finished(true);
+        request::open(&mut self.conn.outgoing, id, remote, sftp::FXF_READ, &Attrs::default());
+        self.pending.insert(id, Pending::OpenRead(job));
+        self.observer.file_started(name, attrs.size.unwrap_or(0));
+        self.downloads.insert(
+            job,
+            Incoming {
+                file,
+                remote: remote.to_vec(),
+                attrs,
+                handle: None,
+                end: 0,
+                reads: 0,
+                asked: 0,
+                next: 0,
+                eof: false,
+                failed: None,
+                size: attrs.size.unwrap_or(u64::MAX),
+            },
+        );
         Ok(())
     }
 
-    /// Asks for the file's bytes until the server says EOF, up to
-    /// [`MAX_READ_AHEAD`] at a time; replies are written as they come
-    /// ([`Session::read_answered`]).
-    async fn read_file(&mut self, handle: &[u8], size: u64) -> Result<(), EngineError> {
+    /// Waits until fewer than `files` downloads are in flight (all of them, with
+    /// 1), asking and finishing meanwhile.
+    async fn make_room_for_downloads(&mut self, files: usize, umask: u32) -> Result<(), EngineError> {
         loop {
-            let Some(incoming) = self.download.as_mut() else { return Ok(()) };
-            let done = incoming.eof || incoming.failed.is_some();
-            if done && incoming.reads == 0 {
+            self.take_replies()?;
+            self.pump_downloads(umask).await?;
+            if self.downloads.len() < files {
                 return Ok(());
             }
-            // Past the announced size, one READ at a time finds EOF (or growth).
-            let room = incoming.asked < MAX_READ_AHEAD && (incoming.next < size || incoming.reads == 0);
-            if !done && room {
+            self.fill().await?;
+        }
+    }
+
+    /// Every download finished, its CLOSE answered.
+    async fn settle_downloads(&mut self, umask: u32) -> Result<(), EngineError> {
+        self.make_room_for_downloads(1, umask).await?;
+        self.settle_all().await
+    }
+
+    /// Asks for more of each open file, up to [`MAX_READ_AHEAD`] asked in all,
+    /// and finishes the files that are complete: CLOSE (not waited for), then
+    /// the temporary file renamed into place.
+    async fn pump_downloads(&mut self, umask: u32) -> Result<(), EngineError> {
+        let mut asked: u64 = self.downloads.values().map(|d| d.asked).sum();
+        let mut jobs: Vec<u64> = self.downloads.keys().copied().collect();
+        jobs.sort_unstable();
+        for job in jobs {
+            while let Some(incoming) = self.downloads.get_mut(&job) {
+                let Some(handle) = incoming.handle.clone() else { break };
+                if incoming.complete() {
+                    self.finish_download(job, &handle, umask);
+                    break;
+                }
+                let open = !incoming.eof && incoming.failed.is_none();
+                // Past the announced size, one READ at a time finds EOF (or growth).
+                let room = incoming.next < incoming.size || incoming.reads == 0;
+                if !open || !room || asked >= MAX_READ_AHEAD {
+                    break;
+                }
                 let len = u64::from(self.read_len);
                 let offset = incoming.next;
                 incoming.next += len;
                 incoming.reads += 1;
                 incoming.asked += len;
+                asked += len;
                 let id = self.id();
-                request::read(&mut self.conn.outgoing, id, handle, offset, self.read_len);
-                self.pending.insert(id, Pending::Read(offset, len));
+                request::read(&mut self.conn.outgoing, id, &handle, offset, self.read_len);
+                self.pending.insert(id, Pending::Read(job, offset, len));
                 if let Some(limiter) = self.limiter.as_mut() {
                     limiter.consume(len as usize).await;
                 }
-                continue;
             }
-            self.fill().await?;
-            self.take_replies()?;
         }
+        Ok(())
     }
 
-    /// A DATA reply for the READ at `offset` of `len` bytes: `got` bytes
-    /// written (or not). A short one is asked for again from where it ended.
+    /// A complete file: CLOSE goes out (only a refusal of it is said later), and
+    /// the file is renamed into place with its mode and times, or dropped.
+    fn finish_download(&mut self, job: u64, handle: &[u8], umask: u32) {
+        let Some(incoming) = self.downloads.remove(&job) else { return };
+        let id = self.id();
+        request::handle(&mut self.conn.outgoing, sftp::FXP_CLOSE, id, handle);
+        self.pending.insert(id, Pending::ReadClose);
+        if let Some(text) = incoming.failed {
+            self.error(text);
+            self.observer.file_finished(false);
+            return;
+        }
+        // Without -p a new file is writable by its owner, as OpenSSH makes it.
+        let permissions = incoming.attrs.permissions.unwrap_or(0o644);
+        let mode = Mode::from_st_mode(if self.options.preserve { permissions } else { permissions | 0o200 });
+        let times = self.options.preserve.then(|| times_of(&incoming.attrs)).flatten();
+        let local = incoming.file.destination().to_path_buf();
+        if let Err(e) = incoming.file.commit(incoming.end, mode, self.options.preserve, umask, times.as_ref())
+        {
+            self.error(format!("write local \"{}\": {}", fs::display_path(&local), fs::errno_text(&e)));
+            self.observer.file_finished(false);
+            return;
+        }
+        self.observer.file_finished(true);
+    }
+
+    /// The OPEN of a download answered: its handle, or why not (the file is dropped).
+    pub(super) fn download_opened(&mut self, job: u64, answer: Answer) -> Result<(), EngineError> {
+        match answer {
+            Answer::Handle(handle) => {
+                if let Some(incoming) = self.downloads.get_mut(&job) {
+                    incoming.handle = Some(handle);
+                }
+            }
+            Answer::Status(code) => {
+                if let Some(incoming) = self.downloads.remove(&job) {
+                    let text =
+                        format!("remote open \"{}\": {}", escape(&incoming.remote), sftp::status_text(code));
+                    self.error(text);
+                    self.observer.file_finished(false);
+                }
+            }
+            _ => return Err(protocol("unexpected reply to OPEN")),
+        }
+        Ok(())
+    }
+
+    /// A DATA reply for a download's READ at `offset` of `len` bytes: `got`
+    /// bytes written (or not). A short one is the end at the announced size,
+    /// else the rest is asked for again.
     pub(super) fn read_answered(
         &mut self,
-        offset: u64,
-        len: u64,
-        got: u64,
+        job: u64,
+        (offset, len, got): (u64, u64, u64),
         written: io::Result<()>,
     ) -> Result<(), EngineError> {
-        let Some(incoming) = self.download.as_mut() else { return Err(protocol("DATA for no file")) };
+        let Some(incoming) = self.downloads.get_mut(&job) else { return Ok(()) };
         incoming.reads -= 1;
         incoming.asked -= len;
         if got > len {
             return Err(protocol("the server sent more than was asked for"));
+        }
+        if got == 0 {
+            return Err(protocol("the server sent an empty DATA"));
         }
         if let Err(e) = written {
             if incoming.failed.is_none() {
@@ -471,9 +533,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 incoming.failed = Some(format!("write local \"{shown}\": {}", fs::errno_text(&e)));
             }
             return Ok(());
-        }
-        if got == 0 {
-            return Err(protocol("the server sent an empty DATA"));
         }
         incoming.end = incoming.end.max(offset + got);
         self.observer.transferred(got);
@@ -484,9 +543,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         } else if got < len && !incoming.eof {
             // A short reply: the rest is asked for again (the file may go on).
             let (start, rest) = (offset + got, len - got);
+            let Some(handle) = incoming.handle.clone() else { return Ok(()) };
             incoming.reads += 1;
             incoming.asked += rest;
-            let handle = incoming.handle.clone();
             let id = self.id();
             request::read(
                 &mut self.conn.outgoing,
@@ -495,20 +554,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 start,
                 u32::try_from(rest).unwrap_or(u32::MAX),
             );
-            self.pending.insert(id, Pending::Read(start, rest));
+            self.pending.insert(id, Pending::Read(job, start, rest));
         }
         Ok(())
     }
 
-    /// A STATUS for a READ: EOF ends the file; anything else fails it.
-    pub(super) fn read_refused(&mut self, _offset: u64, len: u64, code: u32) {
-        let Some(incoming) = self.download.as_mut() else { return };
+    /// A STATUS for a download's READ: EOF ends the file; anything else fails it.
+    pub(super) fn read_refused(&mut self, job: u64, len: u64, code: u32) {
+        let Some(incoming) = self.downloads.get_mut(&job) else { return };
         incoming.reads -= 1;
         incoming.asked -= len;
         if code == sftp::FX_EOF {
             incoming.eof = true;
         } else if incoming.failed.is_none() {
-            incoming.failed = Some(format!("read remote: {}", sftp::status_text(code)));
+            incoming.failed =
+                Some(format!("read remote \"{}\" : {}", escape(&incoming.remote), sftp::status_text(code)));
         }
     }
 }

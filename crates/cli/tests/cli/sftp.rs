@@ -40,6 +40,14 @@ fn shape(root: &Path) -> BTreeMap<PathBuf, (char, u32, (usize, u64))> {
     out
 }
 
+/// One copy that must succeed, by rscp (`who` is "ours") or by OpenSSH's scp.
+#[track_caller]
+fn copy_as(lab: &Lab, port: u16, who: &str, args: &[&str], operands: Vec<OsString>) {
+    let cmd = if who == "ours" { lab.rscp(port, args) } else { lab.openssh_scp(port, args) };
+    let out = exec_with(cmd, &operands);
+    assert_ok(&out, &format!("{who} {args:?} {operands:?}"));
+}
+
 #[test]
 fn uploads_trees_and_files_as_openssh_does() {
     let Some(lab) = Lab::new() else { return };
@@ -50,11 +58,8 @@ fn uploads_trees_and_files_as_openssh_does() {
     for who in ["ours", "theirs"] {
         lab.mkdir(who);
     }
-    let plain = |who: &str, args: &[&str], operands: Vec<OsString>| {
-        let cmd = if who == "ours" { lab.rscp(sshd.port, args) } else { lab.openssh_scp(sshd.port, args) };
-        let out = exec_with(cmd, &operands);
-        assert_ok(&out, &format!("{who} {args:?}"));
-    };
+    let plain =
+        |who: &str, args: &[&str], operands: Vec<OsString>| copy_as(&lab, sshd.port, who, args, operands);
     for who in ["ours", "theirs"] {
         // A tree to a new name, a file into a directory, and two sources to a
         // directory that does not exist yet (SFTP mode makes it).
@@ -262,11 +267,8 @@ fn downloads_trees_files_and_globs_as_openssh_does() {
     for who in ["ours", "theirs"] {
         lab.mkdir(who);
     }
-    let plain = |who: &str, args: &[&str], operands: Vec<OsString>| {
-        let cmd = if who == "ours" { lab.rscp(sshd.port, args) } else { lab.openssh_scp(sshd.port, args) };
-        let out = exec_with(cmd, &operands);
-        assert_ok(&out, &format!("{who} {args:?} {operands:?}"));
-    };
+    let plain =
+        |who: &str, args: &[&str], operands: Vec<OsString>| copy_as(&lab, sshd.port, who, args, operands);
     for who in ["ours", "theirs"] {
         let dest = |rel: &str| lab.path(&format!("{who}/{rel}")).into_os_string();
         // A tree to a new name, a file into a directory, a glob of files (and

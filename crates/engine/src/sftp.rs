@@ -381,10 +381,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
 
     /// Reads more replies (sending what is queued meanwhile); end of stream is an error.
     async fn fill(&mut self) -> Result<(), EngineError> {
-        if self.conn.fill().await? == 0 {
-            return Err(EngineError::Stream(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection")));
-        }
-        Ok(())
+        fill(self.conn).await
     }
 
     /// Handles every whole reply received so far.
@@ -392,7 +389,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         loop {
             let (id, answer, used) = match Reply::parse(self.conn.buffered()) {
                 Ok(None) => return Ok(()),
-                Err(_) => return Err(protocol("malformed reply from the server")),
+                Err(_) => return Err(malformed()),
                 Ok(Some((reply, used))) => {
                     let (id, answer) = match reply {
                         Reply::Status { id, code, .. } => (id, Answer::Status(code)),
@@ -739,15 +736,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         }
         self.make_room(MAX_FILES).await?;
         let mode = meta.mode() & 0o777;
-        let final_attrs = self.options.preserve.then(|| {
-            let times = fs::times_of(&meta);
-            let secs = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
-            Attrs {
-                permissions: Some(mode),
-                times: Some((secs(times.atime_sec), secs(times.mtime_sec))),
-                ..Attrs::default()
-            }
-        });
+        let final_attrs = self.options.preserve.then(|| preserved_attrs(&meta, mode));
         let job_id = self.next_job;
         self.next_job += 1;
         let id = self.id();
@@ -913,13 +902,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             None => {}
         }
         if self.options.preserve {
-            let times = fs::times_of(meta);
-            let secs = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
-            let attrs = Attrs {
-                permissions: Some(mode),
-                times: Some((secs(times.atime_sec), secs(times.mtime_sec))),
-                ..Attrs::default()
-            };
+            let attrs = preserved_attrs(meta, mode);
             if let Err(code) = self.call(|out, id| request::fsetstat(out, id, &handle, &attrs)).await? {
                 // Said, not counted, as OpenSSH's scp does.
                 self.observer.local_error(&format!("remote fsetstat: {}", sftp::status_text(code)));
@@ -1074,6 +1057,29 @@ fn path_append(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
     path.extend_from_slice(name);
     path
+}
+
+/// A file's FSETSTAT with `-p`: its mode and times (v3 times are 32-bit seconds).
+fn preserved_attrs(meta: &cap_std::fs::Metadata, mode: u32) -> Attrs {
+    let times = fs::times_of(meta);
+    let secs = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
+    Attrs {
+        permissions: Some(mode),
+        times: Some((secs(times.atime_sec), secs(times.mtime_sec))),
+        ..Attrs::default()
+    }
+}
+
+/// Reads more from `conn` (sending what is queued meanwhile); end of stream is an error.
+async fn fill<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(conn: &mut Conn<R, W>) -> Result<(), EngineError> {
+    if conn.fill().await? == 0 {
+        return Err(EngineError::Stream(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection")));
+    }
+    Ok(())
+}
+
+fn malformed() -> EngineError {
+    protocol("malformed reply from the server")
 }
 
 fn protocol(text: impl Into<String>) -> EngineError {

@@ -25,7 +25,7 @@ use rscp_proto::sftp::{self, Attrs, request};
 use rscp_proto::{FileName, Mode, Times};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Answer, MAX_FILES, Pending, Session, SftpOptions, protocol};
+use super::{Answer, MAX_FILES, Pending, Session, SftpOptions, path_append, protocol};
 use crate::conn::Conn;
 use crate::error::{EngineError, Summary};
 use crate::fs::{self, DirEntry, IncomingFile};
@@ -584,16 +584,9 @@ struct RemoteDir {
     made: bool,
 }
 
+/// `path_append`, where an empty prefix (a relative glob's start) adds nothing.
 fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    if prefix.is_empty() {
-        return name.to_vec();
-    }
-    let mut path = prefix.to_vec();
-    if !path.ends_with(b"/") {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
+    if prefix.is_empty() { name.to_vec() } else { path_append(prefix, name) }
 }
 
 fn trim_trailing_slashes(path: &[u8]) -> &[u8] {

@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt as _;
 use rscp_proto::sftp::{self, Attrs, Reply, request};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::{fill, malformed, protocol};
 use crate::conn::Conn;
 use crate::error::EngineError;
 use crate::observer::Observer;
@@ -50,7 +51,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
         let mut session = Lockstep { conn, next_id: 0 };
         match session.reply_owned().await? {
             Owned::Version(3) => Ok(session),
-            _ => Err(EngineError::Sftp("the helper connection did not answer as an SFTP server".into())),
+            _ => Err(protocol("the helper connection did not answer as an SFTP server")),
         }
     }
 
@@ -61,7 +62,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
         match self.reply_owned().await? {
             Owned::Handle(handle) => Ok(Ok(handle)),
             Owned::Status(code) => Ok(Err(code)),
-            _ => Err(EngineError::Sftp("unexpected reply to OPEN".into())),
+            _ => Err(protocol("unexpected reply to OPEN")),
         }
     }
 
@@ -70,7 +71,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
         request::handle(&mut self.conn.outgoing, sftp::FXP_CLOSE, id, handle);
         match self.reply_owned().await? {
             Owned::Status(code) => Ok(code),
-            _ => Err(EngineError::Sftp("unexpected reply to CLOSE".into())),
+            _ => Err(protocol("unexpected reply to CLOSE")),
         }
     }
 
@@ -89,7 +90,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
                     Reply::Version { version, .. } => Owned::Version(version),
                     Reply::Status { id, code, .. } if id == self.next_id => Owned::Status(code),
                     Reply::Handle { id, handle } if id == self.next_id => Owned::Handle(handle.to_vec()),
-                    _ => return Err(EngineError::Sftp("unexpected reply on the helper connection".into())),
+                    _ => return Err(protocol("unexpected reply on the helper connection")),
                 };
                 self.conn.consume(used);
                 return Ok(owned);
@@ -188,12 +189,12 @@ where
         let parsed = Reply::parse(conn.buffered()).map_err(|_| malformed())?;
         let Some((reply, used)) = parsed else { return Ok(()) };
         let Reply::Status { id, code, .. } = reply else {
-            return Err(EngineError::Sftp("unexpected reply to a WRITE".into()));
+            return Err(protocol("unexpected reply to a WRITE"));
         };
         // Servers answer in order; an id out of turn is a broken server.
         match unanswered.pop_front() {
             Some((expected, len)) if expected == id => *in_flight -= len,
-            _ => return Err(EngineError::Sftp(format!("reply to an unknown request ({id})"))),
+            _ => return Err(protocol(format!("reply to an unknown request ({id})"))),
         }
         conn.consume(used);
         if code != sftp::FX_OK && failure.is_none() {
@@ -214,15 +215,4 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn fill<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(conn: &mut Conn<R, W>) -> Result<(), EngineError> {
-    if conn.fill().await? == 0 {
-        return Err(EngineError::Stream(io::Error::new(io::ErrorKind::UnexpectedEof, "lost connection")));
-    }
-    Ok(())
-}
-
-fn malformed() -> EngineError {
-    EngineError::Sftp("malformed reply from the server".into())
 }

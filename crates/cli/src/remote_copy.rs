@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use rscp_engine::sftp::{self, SPLIT_MIN, SftpOptions};
+use rscp_engine::sftp::{self, SecondConnection, SftpOptions};
 use rscp_engine::sink::{self, SinkOptions};
 use rscp_engine::source::{self, SourceOptions};
 use rscp_engine::{Conn, EngineError, Observer, Summary, fs};
@@ -224,62 +224,60 @@ async fn upload_sftp(progname: &str, flags: &Flags, sources: &[PathBuf], target:
     };
     let (reader, writer, exit) = remote.into_parts();
     let mut conn = Conn::new(reader, writer);
-    let helper = helper_connection(flags, &session, sources, target).await;
-    let mut helper_parts = helper.map(|(client, remote)| {
-        let (reader, writer, exit) = remote.into_parts();
-        (client, Conn::new(reader, writer), exit)
-    });
+    let mut second_client = None;
+    let second = second_connection(flags, &session, target, &mut second_client);
     let options = sftp_options(flags);
     let mut report = Logged { inner: observer(flags), progname: progname.to_owned() };
-    let helper_conn = helper_parts.as_mut().map(|(_, conn, _)| conn);
-    let result = sftp::upload(&mut conn, helper_conn, sources, &target.path, options, &mut report).await;
+    let result = sftp::upload(&mut conn, second, sources, &target.path, options, &mut report).await;
     let _ = conn.shutdown().await;
     drop(conn);
     let status = exit.wait().await;
-    if let Some((client, mut conn, exit)) = helper_parts {
-        let _ = conn.shutdown().await;
-        drop(conn);
-        let _ = exit.wait().await;
+    if let Some(client) = second_client {
         client.close().await;
     }
     session.close().await;
     finished(result) && status.success()
 }
 
-/// A second connection's SFTP stream for large files (`rscp_engine::sftp`):
-/// only with the native client, without `-l`, when a source is a file of
-/// `SPLIT_MIN` or more, unless `RSCP_PARALLEL=0`; and only if it logs in
-/// without asking anything (batch mode) and without a word (quiet). Otherwise
-/// the copy runs on one connection, as it would have.
-async fn helper_connection(
+/// A second connection's SFTP stream for large files (`rscp_engine::sftp`),
+/// opened when the engine first meets one: only with the native client, without
+/// `-l`, unless `RSCP_PARALLEL=0`; and only if it logs in without asking
+/// anything (batch mode) and without a word (quiet). Otherwise the copy runs on
+/// one connection, as it would have. The client lands in `client`, to be closed
+/// after the copy.
+fn second_connection<'a>(
     flags: &Flags,
     session: &Session,
-    sources: &[PathBuf],
     target: &RemotePath,
-) -> Option<(Client, Remote)> {
+    client: &'a mut Option<Client>,
+) -> SecondConnection<'a, RemoteReader, RemoteWriter> {
     if !matches!(session, Session::Native(_))
         || flags.limit_kbps.is_some()
         || std::env::var_os("RSCP_PARALLEL").is_some_and(|v| v == "0")
     {
-        return None;
-    }
-    let large = |path: &PathBuf| std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() >= SPLIT_MIN);
-    if !sources.iter().any(large) {
-        return None;
+        return SecondConnection::none();
     }
     let quiet = Flags { batch: true, quiet: true, ..flags.clone() };
-    let route = transport::resolve(&quiet, target).ok()?;
-    let client = transport::connect(&quiet, &route).await.ok()?;
-    match client.subsystem("sftp").await {
-        Ok(remote) => {
-            debug(flags, "Opened a second connection for large files");
-            Some((client, remote))
+    let target = target.clone();
+    let verbose = flags.verbose;
+    SecondConnection::on_demand(async move {
+        let route = transport::resolve(&quiet, &target).ok()?;
+        let opened = transport::connect(&quiet, &route).await.ok()?;
+        match opened.subsystem("sftp").await {
+            Ok(remote) => {
+                if verbose > 0 {
+                    eprintln!("debug1: Opened a second connection for large files");
+                }
+                let (reader, writer, _exit) = remote.into_parts();
+                *client = Some(opened);
+                Some(Conn::new(reader, writer))
+            }
+            Err(_) => {
+                opened.close().await;
+                None
+            }
         }
-        Err(_) => {
-            client.close().await;
-            None
-        }
-    }
+    })
 }
 
 /// Remote sources to a local target: one `scp -f` per source, one connection per

@@ -41,13 +41,16 @@ use crate::fs;
 use crate::limit::{LIMITED_CHUNK, Limiter};
 use crate::observer::Observer;
 use crate::root::{Entries, MetadataExt as _, Root};
+mod ahead;
 mod download;
 mod parallel;
 
 use crate::source::{operand_name, strip_trailing_slashes};
+use ahead::ReadAhead;
 pub use download::download;
 pub use parallel::SPLIT_MIN;
-use parallel::{Lockstep, RangeFailure, write_range};
+pub use parallel::SecondConnection;
+use parallel::{Lockstep, Opener, RangeFailure, write_range};
 
 /// Files open on the server at once (OpenSSH's server allows hundreds).
 const MAX_FILES: usize = 64;
@@ -80,12 +83,12 @@ pub struct SftpOptions {
 /// session on `conn`. Per-file problems are reported and counted; the copy goes
 /// on. Returns the error count, or why the session broke off.
 ///
-/// `helper`, a second connection's SFTP stream, if given, writes the second half
-/// of every file of [`SPLIT_MIN`] or more (see `parallel`); it is
-/// started when the first such file comes, and left alone if it fails to start.
+/// `second`, a second connection opened on demand, writes the second half of
+/// every file of [`SPLIT_MIN`] or more (see `parallel`); it is opened when the
+/// first such file comes, and left alone if it fails to open or start.
 pub async fn upload<R, W>(
     conn: &mut Conn<R, W>,
-    helper: Option<&mut Conn<R, W>>,
+    second: SecondConnection<'_, R, W>,
     sources: &[PathBuf],
     target: &[u8],
     options: SftpOptions,
@@ -95,7 +98,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut session = Session::new(conn, helper, options, observer);
+    let mut session = Session::new(conn, second, options, observer);
     let can_expand = session.start().await?;
     let Some(prepared) = session.prepare_target(target, can_expand).await? else {
         return Ok(Summary { errors: session.errors.max(1) });
@@ -111,6 +114,7 @@ where
         }
     }
     session.settle_all().await?;
+    session.close_helper().await;
     Ok(Summary { errors: session.errors })
 }
 
@@ -179,10 +183,10 @@ enum Answer {
 /// The second connection for large files, through its life.
 enum Helper<'a, R, W> {
     None,
-    /// Given, not started yet.
-    Idle(&'a mut Conn<R, W>),
-    Ready(Lockstep<'a, R, W>),
-    /// Failed to start, or its connection broke: large files go whole.
+    /// Not opened yet: this opens it.
+    Unopened(Opener<'a, R, W>),
+    Ready(Lockstep<R, W>),
+    /// Failed to open or start, or its connection broke: large files go whole.
     Broken,
 }
 
@@ -203,6 +207,8 @@ struct Session<'a, R, W> {
     read_len: u32,
     /// The files being downloaded, by job.
     downloads: HashMap<u64, download::Incoming>,
+    /// How much file data to keep asked for.
+    ahead: ReadAhead,
     errors: u32,
     /// Something under the current top-level source failed.
     operand_failed: bool,
@@ -214,13 +220,13 @@ struct Session<'a, R, W> {
 impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
     fn new(
         conn: &'a mut Conn<R, W>,
-        helper: Option<&'a mut Conn<R, W>>,
+        second: SecondConnection<'a, R, W>,
         options: SftpOptions,
         observer: &'a mut dyn Observer,
     ) -> Session<'a, R, W> {
         Session {
             conn,
-            helper: helper.map_or(Helper::None, Helper::Idle),
+            helper: second.opener.map_or(Helper::None, Helper::Unopened),
             observer,
             options,
             next_id: 0,
@@ -232,6 +238,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             write_len: DEFAULT_WRITE,
             read_len: DEFAULT_WRITE,
             downloads: HashMap::new(),
+            ahead: ReadAhead::default(),
             errors: 0,
             operand_failed: false,
             stopped: false,
@@ -413,6 +420,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
                                 _ => Ok(()),
                             };
                             self.conn.consume(used);
+                            self.ahead.answered(id, got);
                             self.read_answered(job, (offset, len, got), written)?;
                             continue;
                         }
@@ -445,8 +453,11 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
                     self.error(format!("close remote: {}", sftp::status_text(code)));
                 }
             }
-            Pending::Read(job, _, len) => match answer {
-                Answer::Status(code) => self.read_refused(job, len, code),
+            Pending::Read(job, offset, len) => match answer {
+                Answer::Status(code) => {
+                    self.ahead.answered(id, 0);
+                    self.read_refused(job, (offset, len), code);
+                }
                 _ => return Err(protocol("unexpected reply to READ")),
             },
             Pending::OpenRead(job) => self.download_opened(job, answer)?,
@@ -731,8 +742,12 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             self.error(format!("local \"{}\" is not a regular file", fs::display_path(local)));
             return Ok(());
         }
-        if meta.len() >= SPLIT_MIN && self.limiter.is_none() && self.start_helper().await? {
-            return self.upload_split(local, remote, name, &file, &meta, in_tree).await;
+        if meta.len() >= SPLIT_MIN && self.may_split() {
+            // Nothing may be in flight while the second connection opens.
+            self.settle_all().await?;
+            if self.start_helper().await {
+                return self.upload_split(local, remote, name, &file, &meta, in_tree).await;
+            }
         }
         self.make_room(MAX_FILES).await?;
         let mode = meta.mode() & 0o777;
@@ -776,17 +791,34 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         Ok(())
     }
 
-    /// Starts the helper connection's SFTP session if there is one and it is not
-    /// started yet; true if it is ready.
-    async fn start_helper(&mut self) -> Result<bool, EngineError> {
+    /// Opens the second connection and starts its SFTP session, if there is one
+    /// to open; true if it is ready. Nothing else may be in flight (the main
+    /// connection is not read meanwhile).
+    async fn start_helper(&mut self) -> bool {
         match std::mem::replace(&mut self.helper, Helper::Broken) {
-            Helper::Idle(conn) => match Lockstep::start(conn).await {
-                Ok(ready) => self.helper = Helper::Ready(ready),
-                Err(e) => self.observer.debug(&format!("helper connection unused: {e}")),
+            Helper::Unopened(open) => match open.await {
+                Some(conn) => match Lockstep::start(conn).await {
+                    Ok(ready) => self.helper = Helper::Ready(ready),
+                    Err(e) => self.observer.debug(&format!("second connection unused: {e}")),
+                },
+                None => self.observer.debug("second connection not opened"),
             },
             other => self.helper = other,
         }
-        Ok(matches!(self.helper, Helper::Ready(_)))
+        matches!(self.helper, Helper::Ready(_))
+    }
+
+    /// Whether a large file may go over two connections: one is there or may be
+    /// opened, and no rate limit paces the copy.
+    fn may_split(&self) -> bool {
+        self.limiter.is_none() && matches!(self.helper, Helper::Unopened(_) | Helper::Ready(_))
+    }
+
+    /// Ends the second connection's stream, if it was opened.
+    async fn close_helper(&mut self) {
+        if let Helper::Ready(helper) = &mut self.helper {
+            let _ = helper.conn.shutdown().await;
+        }
     }
 
     /// A large file in two halves at once: the first through this connection,
@@ -848,7 +880,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         let (first, second) = match (&mut self.helper, &helper_handle) {
             (Helper::Ready(helper), Some(helper_handle)) => {
                 let second = write_range(
-                    helper.conn,
+                    &mut helper.conn,
                     &mut helper.next_id,
                     helper_handle,
                     file,
@@ -889,7 +921,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             Some(RangeFailure::Refused(code)) => {
                 self.error(format!("write remote \"{}\": {}", escape(remote), sftp::status_text(code)));
             }
-            Some(RangeFailure::Read(e)) => {
+            Some(RangeFailure::Local(e)) => {
                 self.error(format!("read local \"{}\": {}", fs::display_path(local), fs::errno_text(&e)));
             }
             None if helper_closed.is_none() => {

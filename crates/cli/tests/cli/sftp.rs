@@ -127,7 +127,8 @@ fn a_big_file_arrives_whole() {
 
 /// A file of 64 MiB or more goes over two connections, half each, when a
 /// second one logs in without asking; `-p` and the content come out whole.
-/// `RSCP_PARALLEL=0` keeps it to one connection.
+/// `RSCP_PARALLEL=0` keeps it to one connection. The second connection opens
+/// only when a large file comes, named or in a tree.
 #[test]
 fn a_large_file_goes_over_two_connections() {
     let Some(lab) = Lab::new() else { return };
@@ -161,6 +162,23 @@ fn a_large_file_goes_over_two_connections() {
     assert_ok(&out, "single upload");
     assert_eq!(settled_logins(&sshd, 3), 3, "one more login");
     assert!(fs::read(lab.path("got/again")).expect("read") == data, "contents differ");
+
+    // In a tree too: the second connection opens when the large file comes.
+    lab.mkdir("tree/sub");
+    write_file(&lab.path("tree/small"), b"small\n", 0o644);
+    fs::rename(lab.path("large"), lab.path("tree/sub/large")).expect("move");
+    let out =
+        exec_with(lab.rscp(sshd.port, &["-s", "-r"]), &[lab.path("tree").into(), lab.remote("got").into()]);
+    assert_ok(&out, "tree with a large file");
+    assert_eq!(settled_logins(&sshd, 5), 5, "two logins for the tree");
+    assert!(fs::read(lab.path("got/tree/sub/large")).expect("read") == data, "contents differ");
+    assert_eq!(fs::read(lab.path("got/tree/small")).expect("read"), b"small\n");
+    // Without a large file, no second login.
+    fs::remove_file(lab.path("tree/sub/large")).expect("remove");
+    let out =
+        exec_with(lab.rscp(sshd.port, &["-s", "-r"]), &[lab.path("tree").into(), lab.remote("again").into()]);
+    assert_ok(&out, "small tree");
+    assert_eq!(settled_logins(&sshd, 6), 6, "one login for a small tree");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! The remote path is globbed here, over READDIR, component by component (`*`,
 //! `?`, `[...]` as fnmatch takes them; a leading `.` only by a pattern that starts
 //! with one); without a match it is taken as it is. A file's READs are pipelined
-//! (up to [`MAX_READ_AHEAD`] bytes asked for), each reply written at its offset,
+//! (as far ahead as `ahead.rs` finds the link needs), each reply written at its offset,
 //! so a short reply is simply asked for again. Files arrive as with the SCP
 //! protocol: a temporary file renamed into place when complete, existing modes
 //! kept without `-p`, no symlink followed, special bits only with `-p`.
@@ -25,17 +25,13 @@ use rscp_proto::sftp::{self, Attrs, request};
 use rscp_proto::{FileName, Mode, Times};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Answer, MAX_FILES, Pending, Session, SftpOptions, path_append, protocol};
+use super::{Answer, MAX_FILES, Pending, SecondConnection, Session, SftpOptions, path_append, protocol};
 use crate::conn::Conn;
 use crate::error::{EngineError, Summary};
 use crate::fs::{self, DirEntry, IncomingFile};
 use crate::observer::Observer;
 use crate::root::Root;
 
-/// Bytes asked for and not yet received, per file: enough for a 40 ms link at
-/// several hundred MB/s. It costs no memory here: data goes to the file as it
-/// comes, and what is asked for waits on the server.
-const MAX_READ_AHEAD: u64 = 32 * 1024 * 1024;
 /// Matches of one glob, as OpenSSH's `remote_glob` bounds them.
 const MAX_MATCHES: usize = 100_000;
 
@@ -55,7 +51,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut session = Session::new(conn, None, options, observer);
+    let mut session = Session::new(conn, SecondConnection::none(), options, observer);
     let can_expand = session.start().await?;
     let umask = fs::process_umask();
     for source in sources {
@@ -425,7 +421,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         self.settle_all().await
     }
 
-    /// Asks for more of each open file, up to [`MAX_READ_AHEAD`] asked in all,
+    /// Asks for more of each open file, up to the read-ahead's limit in all,
     /// and finishes the files that are complete: CLOSE (not waited for), then
     /// the temporary file renamed into place.
     async fn pump_downloads(&mut self, umask: u32) -> Result<(), EngineError> {
@@ -442,16 +438,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 let open = !incoming.eof && incoming.failed.is_none();
                 // Past the announced size, one READ at a time finds EOF (or growth).
                 let room = incoming.next < incoming.size || incoming.reads == 0;
-                if !open || !room || asked >= MAX_READ_AHEAD {
+                if !open || !room || asked >= self.ahead.limit() {
                     break;
                 }
                 let len = u64::from(self.read_len);
                 let offset = incoming.next;
                 incoming.next += len;
                 incoming.reads += 1;
-                incoming.asked += len;
-                asked += len;
+                let counted = expected(offset, len, incoming.size);
+                incoming.asked += counted;
+                asked += counted;
                 let id = self.id();
+                self.ahead.sent(id);
                 request::read(&mut self.conn.outgoing, id, &handle, offset, self.read_len);
                 self.pending.insert(id, Pending::Read(job, offset, len));
                 if let Some(limiter) = self.limiter.as_mut() {
@@ -520,7 +518,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     ) -> Result<(), EngineError> {
         let Some(incoming) = self.downloads.get_mut(&job) else { return Ok(()) };
         incoming.reads -= 1;
-        incoming.asked -= len;
+        incoming.asked -= expected(offset, len, incoming.size);
         if got > len {
             return Err(protocol("the server sent more than was asked for"));
         }
@@ -545,8 +543,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             let (start, rest) = (offset + got, len - got);
             let Some(handle) = incoming.handle.clone() else { return Ok(()) };
             incoming.reads += 1;
-            incoming.asked += rest;
+            incoming.asked += expected(start, rest, incoming.size);
             let id = self.id();
+            self.ahead.sent(id);
             request::read(
                 &mut self.conn.outgoing,
                 id,
@@ -560,10 +559,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     }
 
     /// A STATUS for a download's READ: EOF ends the file; anything else fails it.
-    pub(super) fn read_refused(&mut self, job: u64, len: u64, code: u32) {
+    pub(super) fn read_refused(&mut self, job: u64, (offset, len): (u64, u64), code: u32) {
         let Some(incoming) = self.downloads.get_mut(&job) else { return };
         incoming.reads -= 1;
-        incoming.asked -= len;
+        incoming.asked -= expected(offset, len, incoming.size);
         if code == sftp::FX_EOF {
             incoming.eof = true;
         } else if incoming.failed.is_none() {
@@ -600,4 +599,10 @@ fn is_symlink(attrs: &Attrs) -> bool {
 
 fn times_of(attrs: &Attrs) -> Option<Times> {
     attrs.times.map(|(atime, mtime)| Times::from_secs(i64::from(mtime), i64::from(atime)))
+}
+
+/// What a READ is counted as against the read-ahead: the data it can bring
+/// before the listed size (a small file's READ asks for more than it holds).
+fn expected(offset: u64, len: u64, size: u64) -> u64 {
+    len.min(size.saturating_sub(offset))
 }

@@ -1,5 +1,7 @@
 //! One large file written over two SFTP sessions at once: its first half
-//! through the upload's own connection, the second through a helper connection.
+//! through the upload's own connection, the second through a second connection,
+//! opened when the upload first meets such a file (on the command line or in a
+//! tree).
 //!
 //! Why: an OpenSSH server handles each connection in one process, which
 //! decrypts every byte and hands it to its `sftp-server` child; on a large file
@@ -7,15 +9,21 @@
 //! gets a second server process (and core). SFTP writes name their offset, so
 //! the halves need no order between them.
 //!
-//! This module owns the byte-range writer ([`write_range`]) and the lockstep
-//! requests on the helper connection (INIT, OPEN, CLOSE: one at a time, since
-//! nothing else is in flight there).
+//! Downloads are not split: measured on the same machine, two connections
+//! reading halves were no faster than one (the client's CPU is the limit there,
+//! not one server process), and paid a second login.
+//!
+//! This module owns the byte-range writer ([`write_range`]), the second
+//! connection's life ([`SecondConnection`]) and its lockstep requests (INIT,
+//! OPEN, CLOSE: one at a time, since nothing else is in flight there).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt as _;
+use std::pin::Pin;
 
 use rscp_proto::sftp::{self, Attrs, Reply, request};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -31,24 +39,55 @@ pub const SPLIT_MIN: u64 = 64 * 1024 * 1024;
 /// What went wrong with a range, for the caller's message.
 #[derive(Debug)]
 pub enum RangeFailure {
-    /// The server refused a WRITE (its status code).
+    /// The server refused a WRITE or READ (its status code).
     Refused(u32),
-    /// Reading the local file failed, or it ended early (it shrank).
-    Read(io::Error),
+    /// The local file: a read failed or ended early (it shrank), or a write failed.
+    Local(io::Error),
 }
 
-/// The helper connection's SFTP session, driven one request at a time.
+/// What opens the second connection: nothing if it cannot log in.
+pub(super) type Opener<'a, R, W> = Pin<Box<dyn Future<Output = Option<Conn<R, W>>> + 'a>>;
+
+/// A second connection's SFTP stream for large files, opened on first need by
+/// the future the caller gives.
+pub struct SecondConnection<'a, R, W> {
+    pub(super) opener: Option<Opener<'a, R, W>>,
+}
+
+impl<'a, R, W> SecondConnection<'a, R, W> {
+    /// Every file goes over the one connection.
+    pub fn none() -> Self {
+        SecondConnection { opener: None }
+    }
+
+    /// `open` runs when the first file of [`SPLIT_MIN`] or more comes, if one does.
+    pub fn on_demand(open: impl Future<Output = Option<Conn<R, W>>> + 'a) -> Self {
+        SecondConnection { opener: Some(Box::pin(open)) }
+    }
+}
+
+impl<R, W> std::fmt::Debug for SecondConnection<'_, R, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.opener.is_some() {
+            "SecondConnection(on demand)"
+        } else {
+            "SecondConnection(none)"
+        })
+    }
+}
+
+/// The second connection's SFTP session, driven one request at a time.
 #[derive(Debug)]
-pub struct Lockstep<'a, R, W> {
-    pub(crate) conn: &'a mut Conn<R, W>,
+pub struct Lockstep<R, W> {
+    pub(crate) conn: Conn<R, W>,
     pub(crate) next_id: u32,
 }
 
-impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
-    /// INIT and VERSION 3; returns the longest WRITE the server takes, if it says.
-    pub async fn start(conn: &'a mut Conn<R, W>) -> Result<Lockstep<'a, R, W>, EngineError> {
-        request::init(&mut conn.outgoing);
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<R, W> {
+    /// INIT and VERSION 3.
+    pub async fn start(conn: Conn<R, W>) -> Result<Lockstep<R, W>, EngineError> {
         let mut session = Lockstep { conn, next_id: 0 };
+        request::init(&mut session.conn.outgoing);
         match session.reply_owned().await? {
             Owned::Version(3) => Ok(session),
             _ => Err(protocol("the helper connection did not answer as an SFTP server")),
@@ -95,7 +134,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lockstep<'a, R, W> {
                 self.conn.consume(used);
                 return Ok(owned);
             }
-            fill(self.conn).await?;
+            fill(&mut self.conn).await?;
         }
     }
 }
@@ -145,7 +184,7 @@ where
                 Ok(()) => {}
                 Err(e) => {
                     out.truncate(at);
-                    failure = Some(RangeFailure::Read(e));
+                    failure = Some(RangeFailure::Local(e));
                     break;
                 }
             }

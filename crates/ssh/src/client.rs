@@ -11,12 +11,13 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{MethodKind, MethodSet, Preferred, cipher};
+use russh::{ChannelId, MethodKind, MethodSet, Preferred, cipher};
 
 use crate::known_hosts::{self, HostKey, KnownHosts, Verdict};
 use crate::remote::{self, Remote};
@@ -195,12 +196,26 @@ impl From<russh::Error> for SshError {
     }
 }
 
-/// Our receive window per channel: large, so a fast sender is never stalled by
-/// our acknowledgements (OpenSSH's 2 MiB caps throughput on long round trips).
-/// russh re-opens it when half is used, so half of it is what can be in flight:
-/// 16 MiB held a 40 ms download near 150 MB/s; 64 MiB lifts it past 200. Memory
+/// The smallest receive window per channel: OpenSSH's 2 MiB, enough for a fast
+/// link. Whatever the window lets the server send and TCP cannot take yet
+/// waits in the server: OpenSSH's sshd keeps it in one buffer that it grows by
+/// copying and wiping, and with 64 MiB open on a fast link, whenever rscp fell
+/// behind for a moment, sshd spent more CPU on that buffer than on the copy (a
+/// 1 GiB download took 6-8 s instead of 2.5; docs/benchmarks.md).
+const SMALLEST_WINDOW: u32 = 2 * 1024 * 1024;
+/// The window a channel opens with, before the round trip is known (some 80 ms
+/// after login on a 40 ms link): a slow link is not held to 2 MiB meanwhile,
+/// and a fast one has no time to let much pile up.
+const OPENING_WINDOW: u32 = 8 * 1024 * 1024;
+/// The most the window grows to: a long round trip needs it (russh re-opens the
+/// window when half is used, so half of it is what can be in flight: 16 MiB
+/// held a 40 ms download near 150 MB/s; 64 MiB lifts it past 200). Memory
 /// stays bounded: unread data waits in the kernel's socket buffers, not here.
-const WINDOW_SIZE: u32 = 64 * 1024 * 1024;
+const LARGEST_WINDOW: u32 = 64 * 1024 * 1024;
+/// The rate the window is sized for: a link of round trip `r` gets `r` times this.
+const WINDOW_RATE: f64 = 1.6e9;
+/// A server that does not answer a ping this soon is taken to be far away.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The read buffer in front of the connection: small, so that a 32 KiB packet
 /// still goes mostly straight into russh's buffer (a bigger one cost 10% on a
 /// large download), while a burst of small packets is one read (4% on a tree
@@ -211,7 +226,8 @@ const MAX_PACKET: u32 = 32 * 1024;
 
 /// A connected, authenticated SSH session.
 pub struct Client {
-    handle: client::Handle<Handler>,
+    /// Shared with the task that measures the round trip after login.
+    handle: Arc<client::Handle<Handler>>,
     forward_agent: bool,
     /// The jump host this session is tunnelled through, kept alive with it.
     _via: Option<Box<Client>>,
@@ -263,11 +279,13 @@ impl Client {
         let stream = tokio::io::BufReader::with_capacity(STREAM_BUFFER, stream);
         let prompter: SharedPrompter = Arc::new(Mutex::new(prompter));
         let refusal = Arc::new(Mutex::new(false));
+        let window = Arc::new(AtomicU32::new(OPENING_WINDOW));
         let handler = Handler {
             options: options.clone(),
             known: prepared.known,
             prompter: prompter.clone(),
             refused: refusal.clone(),
+            window: window.clone(),
         };
         let mut handle = match client::connect_stream(Arc::new(prepared.config), stream, handler).await {
             Ok(handle) => handle,
@@ -293,6 +311,12 @@ impl Client {
             Err(e) => return Err(e.into()),
         };
         authenticate(&mut handle, options, &prompter).await?;
+        // Measured beside the copy, not before it: the first ping can take
+        // 40 ms even on loopback (see window_for_link). Until it is known,
+        // windows re-open to the opening size.
+        let handle = Arc::new(handle);
+        let pinger = handle.clone();
+        tokio::spawn(async move { window.store(window_for_link(&pinger).await, Ordering::Relaxed) });
         Ok(Client {
             handle,
             forward_agent: options.forward_agent && options.agent_socket.is_some(),
@@ -525,7 +549,7 @@ fn client_config(options: &ConnectOptions, known: &KnownHosts) -> Result<client:
         vec![russh::compression::NONE].into()
     };
     Ok(client::Config {
-        window_size: WINDOW_SIZE,
+        window_size: OPENING_WINDOW,
         maximum_packet_size: MAX_PACKET,
         preferred,
         keepalive_interval: options.keepalive_interval,
@@ -533,6 +557,32 @@ fn client_config(options: &ConnectOptions, known: &KnownHosts) -> Result<client:
         nodelay: true,
         ..client::Config::default()
     })
+}
+
+/// The window a link needs, from the round trip of a ping after login: what
+/// the round trip holds at [`WINDOW_RATE`], within OpenSSH's 2 MiB and 64 MiB.
+/// Two pings, the shorter counts: sshd's answer to the first can wait for our
+/// delayed ACK of what it sent after login (Nagle: 40 ms on loopback); the
+/// second request carries that ACK. A server that does not answer gets the largest.
+async fn window_for_link(handle: &client::Handle<Handler>) -> u32 {
+    let mut shortest: Option<Duration> = None;
+    for _ in 0..2 {
+        let started = Instant::now();
+        match tokio::time::timeout(PING_TIMEOUT, handle.send_ping()).await {
+            Ok(Ok(())) => {
+                let took = started.elapsed();
+                shortest = Some(shortest.map_or(took, |s| s.min(took)));
+            }
+            _ => return LARGEST_WINDOW,
+        }
+    }
+    shortest.map_or(LARGEST_WINDOW, window_for)
+}
+
+fn window_for(round_trip: Duration) -> u32 {
+    let held = round_trip.as_secs_f64() * WINDOW_RATE;
+    // A float to integer `as` saturates.
+    (held as u32).clamp(SMALLEST_WINDOW, LARGEST_WINDOW)
 }
 
 /// ssh_config(5) algorithm lists: a plain list replaces the defaults; `+list`
@@ -624,10 +674,18 @@ struct Handler {
     prompter: SharedPrompter,
     /// Set when we refused the host key (so the error says so).
     refused: Arc<Mutex<bool>>,
+    /// What channels' receive windows grow to, once the round trip is known.
+    window: Arc<AtomicU32>,
 }
 
 impl client::Handler for Handler {
     type Error = russh::Error;
+
+    /// Each time a window is re-opened: the size for the next time (honoured
+    /// by the patched russh, vendor/README.md).
+    fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {
+        self.window.load(Ordering::Relaxed)
+    }
 
     async fn check_server_key(&mut self, server_key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let accepted = verify_host_key(&self.options, &self.known, server_key, &self.prompter);
@@ -1083,6 +1141,18 @@ mod tests {
 
     fn list(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_window_follows_the_round_trip() {
+        // Loopback and a LAN keep OpenSSH's 2 MiB; 10 ms gets 16 MB, 40 ms
+        // 64 MB; a longer round trip the largest.
+        assert_eq!(window_for(Duration::from_micros(100)), SMALLEST_WINDOW);
+        assert_eq!(window_for(Duration::from_millis(1)), SMALLEST_WINDOW);
+        assert_eq!(window_for(Duration::from_millis(10)), 16_000_000);
+        assert_eq!(window_for(Duration::from_millis(40)), 64_000_000);
+        assert_eq!(window_for(Duration::from_millis(50)), LARGEST_WINDOW);
+        assert_eq!(window_for(Duration::from_secs(3600)), LARGEST_WINDOW);
     }
 
     #[test]

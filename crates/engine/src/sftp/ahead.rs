@@ -39,12 +39,14 @@ pub(super) struct ReadAhead {
     min_rtt: Option<Duration>,
     /// Bytes received since `since`.
     received: u64,
-    since: Instant,
+    /// When the current rate interval began: at the first READ, then at each
+    /// sample (the session's setup before its first READ is no part of the rate).
+    since: Option<Instant>,
 }
 
 impl Default for ReadAhead {
     fn default() -> Self {
-        ReadAhead { limit: FLOOR, probe: None, min_rtt: None, received: 0, since: Instant::now() }
+        ReadAhead { limit: FLOOR, probe: None, min_rtt: None, received: 0, since: None }
     }
 }
 
@@ -57,7 +59,9 @@ impl ReadAhead {
     /// READ `id` went out.
     pub(super) fn sent(&mut self, id: u32) {
         if self.probe.is_none() {
-            self.probe = Some((id, Instant::now()));
+            let now = Instant::now();
+            self.since.get_or_insert(now);
+            self.probe = Some((id, now));
         }
     }
 
@@ -73,12 +77,13 @@ impl ReadAhead {
         let rtt = now.saturating_duration_since(sent_at);
         let min_rtt = self.min_rtt.map_or(rtt, |m| m.min(rtt));
         self.min_rtt = Some(min_rtt);
-        let elapsed = now.saturating_duration_since(self.since);
+        let since = *self.since.get_or_insert(sent_at);
+        let elapsed = now.saturating_duration_since(since);
         if elapsed >= INTERVAL.max(min_rtt) {
             let rate = self.received as f64 / elapsed.as_secs_f64();
             self.limit = target(rate, min_rtt);
             self.received = 0;
-            self.since = now;
+            self.since = Some(now);
         }
     }
 }
@@ -116,7 +121,7 @@ mod tests {
         let start = Instant::now() - Duration::from_millis(45);
         // The floor's worth arrived over one 40 ms round trip: the link took
         // all it was given, so more is asked next.
-        ahead.since = start;
+        ahead.since = Some(start);
         ahead.probe = Some((7, start + Duration::from_millis(5)));
         ahead.answered(7, FLOOR);
         assert!(ahead.limit() > FLOOR + FLOOR / 2, "limit {}", ahead.limit() / MIB);
@@ -124,6 +129,20 @@ mod tests {
         let before = ahead.limit();
         ahead.answered(8, MIB);
         assert_eq!(ahead.limit(), before);
+    }
+
+    #[test]
+    fn the_rate_is_timed_from_the_first_read() {
+        // Made long before its first READ (the session's setup): that wait
+        // is not counted against the rate.
+        let made = Instant::now();
+        let mut ahead = ReadAhead::default();
+        std::thread::sleep(Duration::from_millis(30));
+        ahead.sent(1);
+        let since = ahead.since.expect("set by the first READ");
+        assert!(since >= made + Duration::from_millis(30));
+        ahead.sent(2);
+        assert_eq!(ahead.since, Some(since), "only the first READ starts it");
     }
 
     #[test]

@@ -259,15 +259,13 @@ fn second_connection<'a>(
     }
     let quiet = Flags { batch: true, quiet: true, ..flags.clone() };
     let target = target.clone();
-    let verbose = flags.verbose;
     SecondConnection::on_demand(async move {
         let route = transport::resolve(&quiet, &target).ok()?;
         let opened = transport::connect(&quiet, &route).await.ok()?;
         match opened.subsystem("sftp").await {
             Ok(remote) => {
-                if verbose > 0 {
-                    eprintln!("debug1: Opened a second connection for large files");
-                }
+                // `-q` silences the meter and messages, not `-v`'s debug lines.
+                debug(&quiet, "Opened a second connection for large files");
                 let (reader, writer, _exit) = remote.into_parts();
                 *client = Some(opened);
                 Some(Conn::new(reader, writer))

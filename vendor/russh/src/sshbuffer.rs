@@ -385,9 +385,11 @@ impl PacketBytesWriter {
 
 /// Incoming SSH packet after decryption and optional decompression.
 /// Uses Vec<u8> (not CryptoVec/mlocked) because incoming network data is not secret.
+/// rscp patch: `Bytes`, so that channel data is handed on as a slice of the
+/// packet, not copied twice (once out of the read buffer, once by `Bytes::decode`).
 #[derive(Debug)]
 pub(crate) struct IncomingSshPacket {
-    pub buffer: Vec<u8>,
+    pub buffer: Bytes,
     pub seqn: Wrapping<u32>,
 }
 

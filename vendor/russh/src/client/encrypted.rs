@@ -77,7 +77,7 @@ impl Session {
     pub(crate) async fn process_packet<H: Handler>(
         &mut self,
         client: &mut H,
-        buf: &[u8],
+        buf: &Bytes,
     ) -> Result<(), H::Error> {
         // If we've successfully read a packet.
         trace!("process_packet buf = {:?} bytes", buf.len());
@@ -480,7 +480,7 @@ impl Session {
     async fn client_read_authenticated<H: Handler>(
         &mut self,
         client: &mut H,
-        buf: &[u8],
+        buf: &Bytes,
     ) -> Result<(), H::Error> {
         match buf.split_first() {
             Some((&msg::CHANNEL_OPEN_CONFIRMATION, mut reader)) => {
@@ -590,7 +590,7 @@ impl Session {
             Some((&msg::CHANNEL_DATA, mut r)) => {
                 trace!("channel_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
-                let data = map_err!(Bytes::decode(&mut r))?;
+                let data = data_in(buf, &mut r)?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
@@ -618,7 +618,7 @@ impl Session {
                 debug!("channel_extended_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 let extended_code = map_err!(u32::decode(&mut r))?;
-                let data = map_err!(Bytes::decode(&mut r))?;
+                let data = data_in(buf, &mut r)?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
@@ -1621,5 +1621,41 @@ impl Encrypted {
             }
         });
         Ok(())
+    }
+}
+
+/// rscp patch: the string at the front of `r` (a length and its bytes), as a
+/// slice of `packet`, which `r` is a part of: `Bytes::decode` would copy it.
+fn data_in(packet: &Bytes, r: &mut &[u8]) -> Result<Bytes, crate::Error> {
+    let len = u32::decode(r)? as usize;
+    let (data, rest) = r
+        .split_at_checked(len)
+        .ok_or(crate::Error::from(ssh_encoding::Error::Length))?;
+    let data = packet.slice_ref(data);
+    *r = rest;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod data_in_tests {
+    use super::*;
+
+    #[test]
+    fn the_data_is_a_slice_of_the_packet_and_the_reader_moves_past_it() {
+        let packet = Bytes::from_static(b"\x5e\x00\x00\x00\x07\x00\x00\x00\x03abcZ");
+        let mut r = packet.get(5..).unwrap_or_default();
+        let data = data_in(&packet, &mut r).unwrap();
+        assert_eq!(&data[..], b"abc");
+        assert_eq!(data.as_ptr(), packet[9..].as_ptr(), "not copied");
+        assert_eq!(r, b"Z");
+    }
+
+    #[test]
+    fn a_length_past_the_packet_is_an_error() {
+        let packet = Bytes::from_static(b"\x00\x00\x00\x04abc");
+        let mut r = &packet[..];
+        assert!(data_in(&packet, &mut r).is_err());
+        let mut short = &packet[..2];
+        assert!(data_in(&packet, &mut short).is_err());
     }
 }

@@ -42,6 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::Future;
 use futures::task::{Context, Poll};
 use kex::ClientKex;
@@ -93,7 +94,7 @@ pub struct Session {
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
     target_window_size: u32,
-    pending_reads: Vec<Vec<u8>>,
+    pending_reads: Vec<Bytes>,
     pending_len: u32,
     priority_sender: UnboundedSender<Msg>,
     priority_receiver: UnboundedReceiver<Msg>,
@@ -1291,24 +1292,28 @@ async fn start_reading<R: AsyncRead + Unpin>(
 }
 
 impl Session {
-    fn maybe_decompress(&mut self, buffer: &SSHBuffer) -> Result<IncomingSshPacket, Error> {
+    fn maybe_decompress(&mut self, buffer: &mut SSHBuffer) -> Result<IncomingSshPacket, Error> {
         if let Some(ref mut enc) = self.common.encrypted {
-            let mut decomp = Vec::new();
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: enc.decompress.decompress(
-                    &buffer.buffer[5..],
-                    &mut decomp,
-                )?.into(),
-                seqn: buffer.seqn,
-            })
-        } else {
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: buffer.buffer[5..].into(),
-                seqn: buffer.seqn,
-            })
+            if !matches!(enc.decompress, crate::compression::Decompress::None) {
+                let mut decomp = Vec::new();
+                return Ok(IncomingSshPacket {
+                    #[allow(clippy::indexing_slicing)] // length checked
+                    buffer: Bytes::copy_from_slice(
+                        enc.decompress.decompress(&buffer.buffer[5..], &mut decomp)?,
+                    ),
+                    seqn: buffer.seqn,
+                });
+            }
         }
+        // rscp patch: the read buffer itself becomes the packet, without a copy
+        // (channel data is then a slice of it); the next read gets a new buffer.
+        let capacity = buffer.buffer.capacity();
+        let read = std::mem::replace(&mut buffer.buffer, Vec::with_capacity(capacity));
+        let whole = Bytes::from(read);
+        Ok(IncomingSshPacket {
+            buffer: whole.get(5..).map(|_| whole.slice(5..)).unwrap_or_default(),
+            seqn: buffer.seqn,
+        })
     }
 
     fn new(
@@ -1443,7 +1448,7 @@ impl Session {
                         break
                     }
 
-                    let mut pkt = self.maybe_decompress(&buffer)?;
+                    let mut pkt = self.maybe_decompress(&mut buffer)?;
                     if !pkt.buffer.is_empty() {
                         #[allow(clippy::indexing_slicing)] // length checked
                         if pkt.buffer[0] == crate::msg::DISCONNECT {
@@ -2290,12 +2295,12 @@ mod tests {
 
         for _ in 0..2 {
             session
-                .process_packet(&mut TestHandler, &packet)
+                .process_packet(&mut TestHandler, &Bytes::from(packet.clone()))
                 .await
                 .unwrap();
         }
         assert!(session
-            .process_packet(&mut TestHandler, &packet)
+            .process_packet(&mut TestHandler, &Bytes::from(packet.clone()))
             .await
             .is_err());
         assert_eq!(
@@ -2309,7 +2314,7 @@ mod tests {
         let (mut session, _sender, mut reply, host_key) = hostkeys_prove_session();
         let packet = hostkeys_proof_packet(&host_key, HOSTKEYS_SESSION_ID);
         session
-            .process_packet(&mut TestHandler, &packet)
+            .process_packet(&mut TestHandler, &Bytes::from(packet.clone()))
             .await
             .unwrap();
 
@@ -2322,7 +2327,7 @@ mod tests {
         let (mut session, _sender, mut reply, host_key) = hostkeys_prove_session();
         let packet = hostkeys_proof_packet(&host_key, b"some-other-session");
         session
-            .process_packet(&mut TestHandler, &packet)
+            .process_packet(&mut TestHandler, &Bytes::from(packet.clone()))
             .await
             .unwrap();
 
@@ -2336,7 +2341,7 @@ mod tests {
     async fn hostkeys_prove_reply_rejects_missing_signature() {
         let (mut session, _sender, mut reply, _host_key) = hostkeys_prove_session();
         session
-            .process_packet(&mut TestHandler, &[crate::msg::REQUEST_SUCCESS])
+            .process_packet(&mut TestHandler, &Bytes::from_static(&[crate::msg::REQUEST_SUCCESS]))
             .await
             .unwrap();
 
@@ -2347,7 +2352,7 @@ mod tests {
     async fn hostkeys_prove_failure_reply_is_denied() {
         let (mut session, _sender, mut reply, _host_key) = hostkeys_prove_session();
         session
-            .process_packet(&mut TestHandler, &[crate::msg::REQUEST_FAILURE])
+            .process_packet(&mut TestHandler, &Bytes::from_static(&[crate::msg::REQUEST_FAILURE]))
             .await
             .unwrap();
 
@@ -2521,7 +2526,7 @@ mod tests {
         let (mut session, _sender, mut replies) = keyboard_interactive_session();
         let mut handler = TestHandler;
         let err = session
-            .process_packet(&mut handler, &oversized_prompt_count_packet())
+            .process_packet(&mut handler, &Bytes::from(oversized_prompt_count_packet()))
             .await
             .expect_err("malformed prompt count must fail");
 
@@ -2558,8 +2563,8 @@ mod tests {
         let mut session = authenticated_session();
         let mut handler = TestHandler;
         let mut kex_done_signal = None;
-        let buffer = incoming_packet(compressed_debug_payload(200 * 1024));
-        let mut pkt: IncomingSshPacket = session.maybe_decompress(&buffer).unwrap();
+        let mut buffer = incoming_packet(compressed_debug_payload(200 * 1024));
+        let mut pkt: IncomingSshPacket = session.maybe_decompress(&mut buffer).unwrap();
 
         super::reply(&mut session, &mut handler, &mut kex_done_signal, &mut pkt)
             .await
@@ -2573,9 +2578,9 @@ mod tests {
     fn oversized_compressed_debug_is_rejected_before_client_ignores_it() {
         let mut session = authenticated_session();
         let oversized = crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN + 1024;
-        let buffer = incoming_packet(compressed_debug_payload(oversized));
+        let mut buffer = incoming_packet(compressed_debug_payload(oversized));
 
-        let err = session.maybe_decompress(&buffer).unwrap_err();
+        let err = session.maybe_decompress(&mut buffer).unwrap_err();
         assert!(
             matches!(err, crate::Error::PacketSize(len) if len > crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN)
         );

@@ -29,6 +29,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rscp_proto::FileName;
 use rscp_proto::display::escape;
@@ -139,6 +140,8 @@ enum Pending {
     Read(u64, u64, u64),
     /// CLOSE of a file downloaded whole: only a refusal matters.
     ReadClose,
+    /// `limits@openssh.com`, asked at the start and not waited for.
+    Limits,
 }
 
 /// A request on an open file, for its reply's wording.
@@ -205,6 +208,9 @@ struct Session<'a, R, W> {
     write_len: u32,
     /// READ length: the server's limit if it says, else OpenSSH's default.
     read_len: u32,
+    /// The server's limits are asked for and not yet answered: no READ or
+    /// WRITE is sized until they are.
+    limits_asked: bool,
     /// The files being downloaded, by job.
     downloads: HashMap<u64, download::Incoming>,
     /// How much file data to keep asked for.
@@ -237,6 +243,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             bytes_unanswered: 0,
             write_len: DEFAULT_WRITE,
             read_len: DEFAULT_WRITE,
+            limits_asked: false,
             downloads: HashMap::new(),
             ahead: ReadAhead::default(),
             errors: 0,
@@ -246,11 +253,15 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         }
     }
 
-    /// INIT, VERSION and the server's limits; true if it expands `~user` paths.
+    /// INIT and VERSION, and asks for the server's limits (the answer comes
+    /// with the first STAT's, a round trip saved); true if it expands `~user` paths.
     async fn start(&mut self) -> Result<bool, EngineError> {
         let extensions = self.init().await?;
         if extensions.iter().any(|e| e == EXT_LIMITS) {
-            self.read_limits().await?;
+            let id = self.id();
+            request::extended(&mut self.conn.outgoing, id, EXT_LIMITS);
+            self.pending.insert(id, Pending::Limits);
+            self.limits_asked = true;
         }
         Ok(extensions.iter().any(|e| e == EXT_EXPAND_PATH))
     }
@@ -286,12 +297,23 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         }
     }
 
-    /// `limits@openssh.com`: the longest WRITE the server takes, and how many
-    /// files it lets one session open.
-    async fn read_limits(&mut self) -> Result<(), EngineError> {
-        let id = self.id();
-        request::extended(&mut self.conn.outgoing, id, EXT_LIMITS);
-        if let Answer::Extended(data) = self.await_answer(id).await? {
+    /// Waits for the answer to `limits@openssh.com`, if it was asked and is
+    /// not here yet (a server that answers out of order).
+    async fn await_limits(&mut self) -> Result<(), EngineError> {
+        loop {
+            self.take_replies()?;
+            if !self.limits_asked {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// `limits@openssh.com`'s answer: the longest READ and WRITE the server
+    /// takes (anything else leaves OpenSSH's defaults).
+    fn take_limits(&mut self, answer: Answer) {
+        self.limits_asked = false;
+        if let Answer::Extended(data) = answer {
             let mut r = sftp::Reader::new(&data);
             let (_packet, read, write) = (r.u64(), r.u64(), r.u64());
             let clamp = |len: u64| u32::try_from(len).unwrap_or(LONGEST_WRITE).min(LONGEST_WRITE);
@@ -306,7 +328,6 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
                 self.read_len = clamp(read);
             }
         }
-        Ok(())
     }
 
     /// The target as OpenSSH's `prepare_remote_path` makes it: empty or `~` is
@@ -372,14 +393,16 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
 
     /// Sends what is queued and waits for the answer to request `id`, handling
     /// every other reply on the way.
+    ///
+    /// Every caller queues its request just before, so the wait is at least
+    /// one round trip: the read-ahead takes it as a sample of the link's.
     async fn await_answer(&mut self, id: u32) -> Result<Answer, EngineError> {
+        let asked = Instant::now();
         self.pending.insert(id, Pending::Awaited);
         loop {
-            if let Some(answer) = self.answers.remove(&id) {
-                return Ok(answer);
-            }
             self.take_replies()?;
             if let Some(answer) = self.answers.remove(&id) {
+                self.ahead.round_trip(asked.elapsed());
                 return Ok(answer);
             }
             self.fill().await?;
@@ -448,6 +471,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             Pending::Awaited => {
                 self.answers.insert(id, answer);
             }
+            Pending::Limits => self.take_limits(answer),
             Pending::ReadClose => {
                 if let Some(code) = code.filter(|&c| c != sftp::FX_OK) {
                     self.error(format!("close remote: {}", sftp::status_text(code)));
@@ -556,6 +580,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
             .filter(|(_, job)| job.handle.is_some() && !job.closing)
             .map(|(&id, _)| id)
             .collect();
+        if !ready.is_empty() && self.limits_asked {
+            // The first WRITE is sized by the server's limits.
+            self.await_limits().await?;
+        }
         for job_id in ready {
             self.pump_job(job_id).await?;
         }

@@ -336,25 +336,95 @@ fn downloads_trees_files_and_globs_as_openssh_does() {
 /// A server that answers each request with the next canned reply, whatever it
 /// asked (request ids are predictable): names that climb out of the target or
 /// hold a slash are refused, nothing is written outside, the good file arrives.
+/// One SFTP reply: `kind`, request `id`, then what `body` puts.
+fn reply(kind: u8, id: u32, body: &dyn Fn(&mut Vec<u8>)) -> Vec<u8> {
+    use rscp_proto::sftp;
+    let mut out = Vec::new();
+    let start = sftp::begin(&mut out, kind, id);
+    body(&mut out);
+    sftp::finish(&mut out, start);
+    out
+}
+
+fn status(id: u32, code: u32) -> Vec<u8> {
+    use rscp_proto::sftp;
+    reply(sftp::FXP_STATUS, id, &|o| {
+        sftp::put_u32(o, code);
+        sftp::put_str(o, b"");
+        sftp::put_str(o, b"");
+    })
+}
+
+/// A `Subsystem` script that plays an SFTP server: `replies[0]` (the VERSION)
+/// after the INIT, then `replies[i]` after reading request `i` exactly (length,
+/// then body, a byte at a time, so that no reply comes before its request;
+/// each request's body is kept as `req-i`), and `later` (`(i, bytes)`) a
+/// moment after `replies[i]`.
+fn scripted_sftp_server(lab: &Lab, replies: &[Vec<u8>], later: &[(usize, Vec<u8>)]) -> PathBuf {
+    let dir = lab.mkdir("fake");
+    for (i, bytes) in replies.iter().enumerate() {
+        fs::write(dir.join(format!("reply-{i}")), bytes).expect("write");
+    }
+    for (i, bytes) in later {
+        fs::write(dir.join(format!("later-{i}")), bytes).expect("write");
+    }
+    let script = format!(
+        "#!/bin/sh\ncd '{}' || exit 1\ncat reply-0\ndd bs=1 count=9 >/dev/null 2>&1\ni=1\nwhile [ -f reply-$i ]; do\n  \
+         n=$(dd bs=1 count=4 2>/dev/null | od -An -tu1 | awk '{{print $1*16777216+$2*65536+$3*256+$4}}')\n  \
+         [ -n \"$n\" ] || exit 0\n  dd bs=1 count=$n of=req-$i 2>/dev/null\n  cat reply-$i\n  \
+         if [ -f later-$i ]; then sleep 0.3; cat later-$i; fi\n  i=$((i+1))\ndone\nsleep 1\n",
+        dir.display()
+    );
+    let path = lab.path("fake-sftp.sh");
+    write_file(&path, script.as_bytes(), 0o755);
+    path
+}
+
+#[test]
+fn the_servers_limits_size_the_reads_even_when_answered_late() {
+    use rscp_proto::sftp::{self, Attrs};
+    let Some(lab) = Lab::new() else { return };
+    let file_attrs = Attrs { size: Some(5), permissions: Some(0o100644), ..Attrs::default() };
+    let replies: Vec<Vec<u8>> = vec![
+        reply(sftp::FXP_VERSION, 3, &|o| {
+            sftp::put_str(o, b"limits@openssh.com");
+            sftp::put_str(o, b"1");
+        }),
+        // 1: limits@openssh.com, asked first and answered last (below).
+        Vec::new(),
+        // 2: STAT of the source.
+        reply(sftp::FXP_ATTRS, 2, &|o| file_attrs.put(o)),
+        // 3: OPEN; the limits come a moment after its handle.
+        reply(sftp::FXP_HANDLE, 3, &|o| sftp::put_str(o, b"f")),
+        reply(sftp::FXP_DATA, 4, &|o| sftp::put_str(o, b"hel")),
+        reply(sftp::FXP_DATA, 5, &|o| sftp::put_str(o, b"lo")),
+        status(6, sftp::FX_OK),
+    ];
+    // Longest packet, READ and WRITE, open handles: READs of 3 bytes.
+    let limits = reply(sftp::FXP_EXTENDED_REPLY, 1, &|o| {
+        for value in [0u64, 3, 0, 0] {
+            o.extend_from_slice(&value.to_be_bytes());
+        }
+    });
+    let script_path = scripted_sftp_server(&lab, &replies, &[(3, limits)]);
+    let sshd = lab.sshd(vec![format!("Subsystem sftp {}", script_path.display())]);
+    let out = run_with(
+        lab.rscp(sshd.port, &["-s"]).arg(lab.remote("f")).arg(lab.path("got")),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr_text());
+    assert_eq!(fs::read(lab.path("got")).ok(), Some(b"hello".to_vec()));
+    // The first READ (request 4) waited for the limits: it asks 3 bytes, not 32 KiB.
+    let read = fs::read(lab.path("fake/req-4")).expect("the first READ");
+    assert_eq!(read.first(), Some(&sftp::FXP_READ));
+    assert_eq!(read.get(read.len().saturating_sub(4)..), Some(&[0u8, 0, 0, 3][..]));
+}
+
 #[test]
 fn hostile_names_in_a_listing_are_refused() {
     use rscp_proto::sftp::{self, Attrs};
     let Some(lab) = Lab::new() else { return };
-    let dir = lab.mkdir("fake");
-    let reply = |kind: u8, id: u32, body: &dyn Fn(&mut Vec<u8>)| {
-        let mut out = Vec::new();
-        let start = sftp::begin(&mut out, kind, id);
-        body(&mut out);
-        sftp::finish(&mut out, start);
-        out
-    };
-    let status = |id: u32, code: u32| {
-        reply(sftp::FXP_STATUS, id, &|o| {
-            sftp::put_u32(o, code);
-            sftp::put_str(o, b"");
-            sftp::put_str(o, b"");
-        })
-    };
     let dir_attrs = Attrs { permissions: Some(0o040755), ..Attrs::default() };
     let file_attrs = Attrs { size: Some(5), permissions: Some(0o100644), ..Attrs::default() };
     let replies: Vec<Vec<u8>> = vec![
@@ -377,19 +447,7 @@ fn hostile_names_in_a_listing_are_refused() {
         reply(sftp::FXP_DATA, 7, &|o| sftp::put_str(o, b"hello")),
         status(8, sftp::FX_OK),
     ];
-    for (i, bytes) in replies.iter().enumerate() {
-        fs::write(dir.join(format!("reply-{i}")), bytes).expect("write");
-    }
-    // Reads each request exactly (length, then body, a byte at a time) before
-    // answering it, so that no reply comes before its request.
-    let script = format!(
-        "#!/bin/sh\ncd '{}' || exit 1\ncat reply-0\ndd bs=1 count=9 >/dev/null 2>&1\ni=1\nwhile [ -f reply-$i ]; do\n  \
-         n=$(dd bs=1 count=4 2>/dev/null | od -An -tu1 | awk '{{print $1*16777216+$2*65536+$3*256+$4}}')\n  \
-         [ -n \"$n\" ] || exit 0\n  dd bs=1 count=$n >/dev/null 2>&1\n  cat reply-$i\n  i=$((i+1))\ndone\nsleep 1\n",
-        dir.display()
-    );
-    let script_path = lab.path("fake-sftp.sh");
-    write_file(&script_path, script.as_bytes(), 0o755);
+    let script_path = scripted_sftp_server(&lab, &replies, &[]);
     let sshd = lab.sshd(vec![format!("Subsystem sftp {}", script_path.display())]);
     lab.mkdir("down/inner");
     let out = run_with(

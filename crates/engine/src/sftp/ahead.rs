@@ -11,9 +11,13 @@
 //! 5-12 s instead of 2.5 s for 1 GiB). On a fast link little need be asked
 //! ahead; on a slow one (40 ms) tens of MiB.
 //!
-//! The round trip is sampled one READ at a time (a probe); the lowest sample is
-//! the link's, the rest is queueing. The rate is what arrived over the last
-//! interval. A limit that holds the link back doubles each round trip (the rate
+//! The round trip is sampled one READ at a time (a probe), and from the
+//! session's own requests before any READ (STAT, OPEN: [`ReadAhead::round_trip`]);
+//! the lowest sample is the link's, the rest is queueing. The rate is what
+//! arrived over the last interval, timed from the first answer (the round trip
+//! before it carries no data). Until the first rate is measured, the limit is
+//! what the round trip holds at [`START_RATE`]: at 40 ms the ceiling from the
+//! first READ, instead of four round trips of growth from the floor. A limit that holds the link back doubles each round trip (the rate
 //! it allows is all it measures, and more is asked), as TCP's slow start. Four
 //! times, not two: on a 40 ms link twice settled near 10 MiB and 180 MB/s, where
 //! 32 MiB gives 240 (the replies come in bursts, and the round trip grows with
@@ -27,6 +31,9 @@ const FLOOR: u64 = 4 * 1024 * 1024;
 const CEILING: u64 = 32 * 1024 * 1024;
 /// The rate is taken over at least this long.
 const INTERVAL: Duration = Duration::from_millis(20);
+/// The rate assumed before one is measured: about what one connection carries
+/// here (a 40 ms link starts at the ceiling, loopback and a LAN at the floor).
+const START_RATE: f64 = 400e6;
 
 /// The read-ahead of one connection: ask while [`ReadAhead::limit`] is not
 /// reached; tell it each READ sent ([`ReadAhead::sent`]) and each answered
@@ -39,14 +46,16 @@ pub(super) struct ReadAhead {
     min_rtt: Option<Duration>,
     /// Bytes received since `since`.
     received: u64,
-    /// When the current rate interval began: at the first READ, then at each
-    /// sample (the session's setup before its first READ is no part of the rate).
+    /// When the current rate interval began: at the first answer to a READ,
+    /// then at each sample.
     since: Option<Instant>,
+    /// A rate has been measured: the limit follows it, no longer [`START_RATE`].
+    measured: bool,
 }
 
 impl Default for ReadAhead {
     fn default() -> Self {
-        ReadAhead { limit: FLOOR, probe: None, min_rtt: None, received: 0, since: None }
+        ReadAhead { limit: FLOOR, probe: None, min_rtt: None, received: 0, since: None, measured: false }
     }
 }
 
@@ -56,32 +65,47 @@ impl ReadAhead {
         self.limit
     }
 
+    /// One of the session's own requests took `rtt` to be answered.
+    pub(super) fn round_trip(&mut self, rtt: Duration) -> Duration {
+        let min_rtt = self.min_rtt.map_or(rtt, |m| m.min(rtt));
+        self.min_rtt = Some(min_rtt);
+        if !self.measured {
+            self.limit = target(START_RATE, min_rtt);
+        }
+        min_rtt
+    }
+
     /// READ `id` went out.
     pub(super) fn sent(&mut self, id: u32) {
         if self.probe.is_none() {
-            let now = Instant::now();
-            self.since.get_or_insert(now);
-            self.probe = Some((id, now));
+            self.probe = Some((id, Instant::now()));
         }
     }
 
     /// READ `id` was answered with `bytes` of data (0 for a status).
     pub(super) fn answered(&mut self, id: u32, bytes: u64) {
-        self.received += bytes;
+        let now = Instant::now();
+        let since = match self.since {
+            Some(since) => {
+                self.received += bytes;
+                since
+            }
+            None => {
+                self.since = Some(now);
+                now
+            }
+        };
         let Some((probe, sent_at)) = self.probe else { return };
         if probe != id {
             return;
         }
         self.probe = None;
-        let now = Instant::now();
-        let rtt = now.saturating_duration_since(sent_at);
-        let min_rtt = self.min_rtt.map_or(rtt, |m| m.min(rtt));
-        self.min_rtt = Some(min_rtt);
-        let since = *self.since.get_or_insert(sent_at);
+        let min_rtt = self.round_trip(now.saturating_duration_since(sent_at));
         let elapsed = now.saturating_duration_since(since);
         if elapsed >= INTERVAL.max(min_rtt) {
             let rate = self.received as f64 / elapsed.as_secs_f64();
             self.limit = target(rate, min_rtt);
+            self.measured = true;
             self.received = 0;
             self.since = Some(now);
         }
@@ -132,17 +156,42 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_is_timed_from_the_first_read() {
-        // Made long before its first READ (the session's setup): that wait
-        // is not counted against the rate.
-        let made = Instant::now();
+    fn the_rate_is_timed_from_the_first_answer() {
+        // The session's setup and the first round trip carry no data: neither
+        // is counted against the rate, nor are the first answer's bytes.
         let mut ahead = ReadAhead::default();
-        std::thread::sleep(Duration::from_millis(30));
         ahead.sent(1);
-        let since = ahead.since.expect("set by the first READ");
-        assert!(since >= made + Duration::from_millis(30));
+        assert_eq!(ahead.since, None, "a READ alone starts nothing");
+        std::thread::sleep(Duration::from_millis(30));
+        ahead.answered(1, MIB);
+        let since = ahead.since.expect("set by the first answer");
+        assert_eq!(ahead.received, 0);
         ahead.sent(2);
-        assert_eq!(ahead.since, Some(since), "only the first READ starts it");
+        ahead.answered(2, MIB);
+        assert_eq!(ahead.since, Some(since), "only the first answer starts it");
+        assert_eq!(ahead.received, MIB);
+    }
+
+    #[test]
+    fn the_first_round_trips_set_the_start_until_a_rate_is_measured() {
+        let mut ahead = ReadAhead::default();
+        // A STAT answered in 40 ms: the ceiling from the first READ.
+        ahead.round_trip(Duration::from_millis(40));
+        assert_eq!(ahead.limit(), CEILING);
+        // A faster answer is the link's round trip; loopback keeps the floor.
+        ahead.round_trip(Duration::from_micros(300));
+        assert_eq!(ahead.limit(), FLOOR);
+        let mut slow = ReadAhead::default();
+        slow.round_trip(Duration::from_millis(40));
+        // Once a rate is measured (here 50 MB/s: 2 MB per round trip), it rules.
+        let start = Instant::now() - Duration::from_millis(45);
+        slow.since = Some(start);
+        slow.received = 2_000_000;
+        slow.probe = Some((9, start + Duration::from_millis(5)));
+        slow.answered(9, 0);
+        assert!(slow.limit() < CEILING, "limit {}", slow.limit() / MIB);
+        slow.round_trip(Duration::from_millis(40));
+        assert!(slow.limit() < CEILING, "a later request does not undo it");
     }
 
     #[test]

@@ -441,6 +441,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 if !open || !room || asked >= self.ahead.limit() {
                     break;
                 }
+                if self.limits_asked {
+                    // The first READ is sized by the server's limits.
+                    self.await_limits().await?;
+                    continue;
+                }
                 let len = u64::from(self.read_len);
                 let offset = incoming.next;
                 incoming.next += len;

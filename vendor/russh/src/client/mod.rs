@@ -1306,9 +1306,10 @@ impl Session {
             }
         }
         // rscp patch: the read buffer itself becomes the packet, without a copy
-        // (channel data is then a slice of it); the next read gets a new buffer.
-        let capacity = buffer.buffer.capacity();
-        let read = std::mem::replace(&mut buffer.buffer, Vec::with_capacity(capacity));
+        // (channel data is then a slice of it); the next read gets a new buffer,
+        // sized by that read (not the last one's capacity: a small packet queued
+        // in a channel would otherwise hold a large packet's allocation).
+        let read = std::mem::take(&mut buffer.buffer);
         let whole = Bytes::from(read);
         Ok(IncomingSshPacket {
             buffer: whole.get(5..).map(|_| whole.slice(5..)).unwrap_or_default(),

@@ -17,8 +17,9 @@
 //! arrived over the last interval, timed from the first answer (the round trip
 //! before it carries no data). Until the first rate is measured, the limit is
 //! what the round trip holds at [`START_RATE`]: at 40 ms the ceiling from the
-//! first READ, instead of four round trips of growth from the floor. A limit that holds the link back doubles each round trip (the rate
-//! it allows is all it measures, and more is asked), as TCP's slow start. Four
+//! first READ, instead of four round trips of growth from the floor. A limit
+//! that holds the link back doubles each round trip (the rate it allows is all
+//! it measures, and more is asked), as TCP's slow start. Four
 //! times, not two: on a 40 ms link twice settled near 10 MiB and 180 MB/s, where
 //! 32 MiB gives 240 (the replies come in bursts, and the round trip grows with
 //! what is queued); on loopback either stays at the floor.
